@@ -1,0 +1,120 @@
+//! The global descriptor table and task-state segment (Intel SDM Vol. 3A, 3.4.5 and 8.7).
+//!
+//! Layout (fixed: SYSCALL/SYSRET derive user selectors from STAR, SDM Vol. 3A 5.8.8):
+//! 0x08 kernel code, 0x10 kernel data, 0x18 user data, 0x20 user code, 0x28 TSS (two slots).
+//! The TSS gives the double-fault and NMI handlers stacks of their own (IST), so a kernel stack
+//! overflow still produces a report.
+
+use core::mem::size_of;
+
+pub const KERNEL_CODE: u16 = 0x08;
+pub const KERNEL_DATA: u16 = 0x10;
+#[allow(dead_code)] // ring 3 arrives with threads
+pub const USER_DATA: u16 = 0x18 | 3;
+#[allow(dead_code)] // ring 3 arrives with threads
+pub const USER_CODE: u16 = 0x20 | 3;
+pub const TSS_SELECTOR: u16 = 0x28;
+
+/// IST slots (1-based in the IDT gate; SDM Vol. 3A 6.14.5).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// The 64-bit TSS (SDM Vol. 3A, Figure 8-11).
+#[repr(C, packed)]
+struct TaskStateSegment {
+    reserved0: u32,
+    rsp: [u64; 3],
+    reserved1: u64,
+    ist: [u64; 7],
+    reserved2: u64,
+    reserved3: u16,
+    io_map_base: u16,
+}
+
+#[repr(C, align(16))]
+struct Stack([u8; IST_STACK_SIZE]);
+
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+static mut NMI_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+
+static mut TSS: TaskStateSegment = TaskStateSegment {
+    reserved0: 0,
+    rsp: [0; 3],
+    reserved1: 0,
+    ist: [0; 7],
+    reserved2: 0,
+    reserved3: 0,
+    // No I/O permission bitmap: the offset points past the segment limit.
+    io_map_base: size_of::<TaskStateSegment>() as u16,
+};
+
+static mut GDT: [u64; 7] = [
+    0,
+    0x00af_9a00_0000_ffff, // kernel code: present, DPL 0, long mode
+    0x00cf_9200_0000_ffff, // kernel data
+    0x00cf_f200_0000_ffff, // user data, DPL 3
+    0x00af_fa00_0000_ffff, // user code, DPL 3, long mode
+    0,                     // TSS low (filled in by `init`)
+    0,                     // TSS high
+];
+
+#[repr(C, packed)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+/// Builds the TSS descriptor (SDM Vol. 3A, Figure 8-4) for a TSS at `base`.
+fn tss_descriptor(base: u64) -> (u64, u64) {
+    let limit = (size_of::<TaskStateSegment>() - 1) as u64;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x89 << 40) // present, 64-bit available TSS
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    (low, base >> 32)
+}
+
+/// Loads the GDT, reloads the segment registers and loads the task register.
+pub fn init() {
+    // SAFETY: runs once on the boot CPU before any other code uses these statics; the GDT and
+    // TSS are 'static, so the descriptors the CPU caches stay valid.
+    unsafe {
+        let tss = &raw mut TSS;
+        (*tss).ist[usize::from(IST_DOUBLE_FAULT - 1)] =
+            (&raw const DOUBLE_FAULT_STACK as u64) + IST_STACK_SIZE as u64;
+        (*tss).ist[usize::from(IST_NMI - 1)] = (&raw const NMI_STACK as u64) + IST_STACK_SIZE as u64;
+        let (low, high) = tss_descriptor(tss as u64);
+        let gdt = &raw mut GDT;
+        (*gdt)[5] = low;
+        (*gdt)[6] = high;
+        let pointer = DescriptorPointer { limit: (size_of::<[u64; 7]>() - 1) as u16, base: gdt as u64 };
+        core::arch::asm!(
+            "lgdt [{pointer}]",
+            "push {code}",
+            "lea {scratch}, [rip + 2f]",
+            "push {scratch}",
+            "retfq",
+            "2:",
+            "mov ds, {data:x}",
+            "mov es, {data:x}",
+            "mov ss, {data:x}",
+            "ltr {tss:x}",
+            pointer = in(reg) &pointer,
+            code = const KERNEL_CODE as u64,
+            scratch = out(reg) _,
+            data = in(reg) KERNEL_DATA as u64,
+            tss = in(reg) TSS_SELECTOR as u64,
+        );
+    }
+}
+
+/// Sets the stack the CPU switches to on an interrupt from ring 3 (TSS.RSP0).
+#[allow(dead_code)] // used once threads run in ring 3
+pub fn set_kernel_stack(top: u64) {
+    // SAFETY: a single aligned-enough 8-byte store into the TSS, which the CPU reads only on a
+    // privilege change; the TSS is packed, so write unaligned.
+    unsafe { core::ptr::write_unaligned(&raw mut TSS.rsp[0], top) };
+}
