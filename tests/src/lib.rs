@@ -1,1 +1,97 @@
-//! Boot tests (being written).
+//! The emulator boot tests `cargo xtask test` runs: which system boots on which emulator with
+//! which kernel flags, the serial lines that prove it worked, and the time it may take.
+//!
+//! A test passes when the run ends the way it expects (clean shutdown, or a reported failure for
+//! the deliberate-fault tests) and every marker appeared on the serial console.
+
+/// Which emulator runs a test (docs/testing.md says what each proves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulator {
+    /// QEMU TCG, q35, SVM+NPT, intel-iommu with interrupt remapping.
+    Qemu,
+    /// Bochs, VMX+EPT, no IOMMU.
+    Bochs,
+}
+
+/// How a test expects the run to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `sluice: shutdown: clean`.
+    CleanShutdown,
+    /// A fatal report (exception or panic) and a non-zero `run` status.
+    Failure,
+}
+
+/// One boot test.
+#[derive(Debug, Clone, Copy)]
+pub struct BootTest {
+    pub name: &'static str,
+    pub emulator: Emulator,
+    /// A system manifest under the workspace root; `None` boots the default system.
+    pub system: Option<&'static str>,
+    /// Extra kernel command-line flags.
+    pub cmdline: &'static str,
+    pub expect: Expect,
+    /// Lines (substrings) that must appear on the serial console, in any order.
+    pub markers: &'static [&'static str],
+    pub timeout_secs: u64,
+}
+
+/// Every boot test, in the order they are reported.
+pub const BOOT_TESTS: &[BootTest] = &[
+    BootTest {
+        name: "qemu-boot-svm-iommu",
+        emulator: Emulator::Qemu,
+        system: None,
+        cmdline: "",
+        expect: Expect::CleanShutdown,
+        markers: &["sluice: cpu AuthenticAMD svm npt", "sluice: iommu dmar units 1 0xfed90000", "sluice: pci ecam 0xb0000000"],
+        timeout_secs: 120,
+    },
+    BootTest {
+        name: "bochs-boot-vmx-ept",
+        emulator: Emulator::Bochs,
+        system: None,
+        cmdline: "",
+        expect: Expect::CleanShutdown,
+        markers: &["sluice: cpu GenuineIntel vmx ept vpid ug"],
+        timeout_secs: 240,
+    },
+    BootTest {
+        name: "qemu-page-fault-report",
+        emulator: Emulator::Qemu,
+        system: None,
+        cmdline: "test-fault=pf",
+        expect: Expect::Failure,
+        markers: &[
+            "sluice: EXCEPTION #PF (page fault, vector 14) error=0x0",
+            "cr2=0x00007fffdead0000",
+            "  rax=",
+            "sluice: halted: fatal exception",
+        ],
+        timeout_secs: 120,
+    },
+    BootTest {
+        name: "qemu-invalid-opcode-report",
+        emulator: Emulator::Qemu,
+        system: None,
+        cmdline: "test-fault=ud",
+        expect: Expect::Failure,
+        markers: &["sluice: EXCEPTION #UD (invalid opcode, vector 6)", "sluice: halted: fatal exception"],
+        timeout_secs: 120,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_test_checks_something() {
+        for (i, a) in BOOT_TESTS.iter().enumerate() {
+            assert!(!a.markers.is_empty(), "{} checks no marker", a.name);
+            assert!(a.timeout_secs > 0);
+            assert!(BOOT_TESTS[i + 1..].iter().all(|b| b.name != a.name), "duplicate {}", a.name);
+        }
+    }
+}
