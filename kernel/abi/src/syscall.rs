@@ -209,11 +209,13 @@ pub enum Status {
     Aborted = 17,
     /// The call number is reserved for later work (VM/vCPU) and not implemented yet.
     NotImplemented = 18,
+    /// The address range (or port range) overlaps a mapping the domain already has.
+    AlreadyMapped = 19,
 }
 
 impl Status {
     /// Every status, in number order.
-    pub const ALL: [Status; 19] = [
+    pub const ALL: [Status; 20] = [
         Status::Success,
         Status::UnknownSyscall,
         Status::InvalidSelector,
@@ -233,6 +235,7 @@ impl Status {
         Status::NotFound,
         Status::Aborted,
         Status::NotImplemented,
+        Status::AlreadyMapped,
     ];
 
     /// The value placed in `rax`.
@@ -267,6 +270,7 @@ impl Status {
             Status::NotFound => "no such mapping or partner",
             Status::Aborted => "IPC partner went away",
             Status::NotImplemented => "reserved system call not implemented yet",
+            Status::AlreadyMapped => "range overlaps an existing mapping",
         }
     }
 }
