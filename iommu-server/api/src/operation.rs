@@ -1,0 +1,78 @@
+//! Operation codes of the iommu-server's portal.
+
+use crate::IommuError;
+
+/// One operation of the iommu-server. The code is the IPC message label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Operation {
+    /// Create an empty DMA domain owned by the caller. [`crate::CreateDomainRequest`] ->
+    /// [`crate::CreateDomainReply`]. Errors: `DomainLimitReached`, `InvalidField`.
+    CreateDomain = 1,
+    /// Destroy a domain with no devices attached; its mappings are removed and flushed.
+    /// [`crate::DestroyDomainRequest`]. Errors: `UnknownDomain`, `NotOwner`, `DomainInUse`,
+    /// `QuarantineDomain`, `HardwareTimeout`.
+    DestroyDomain = 2,
+    /// Map part of memory the caller delegated into a domain. [`crate::MapRequest`].
+    /// Errors: `UnknownDomain`, `NotOwner`, `UnknownMemory`, `InvalidRights`, `RightsExceeded`,
+    /// `RangeOutsideMemory`, `Misaligned`, `ZeroSize`, `AddressOverflow`, `AddressBeyondWidth`,
+    /// `MsiWindow`, `MsiWindowPhysical`, `AlreadyMapped`, `OutOfTableMemory`,
+    /// `MappingLimitReached`, `HardwareTimeout`.
+    Map = 3,
+    /// Remove exactly one earlier mapping; the IOTLB is flushed before the reply.
+    /// [`crate::UnmapRequest`]. Errors: `UnknownDomain`, `NotOwner`, `NotMapped`,
+    /// `HardwareTimeout`.
+    Unmap = 4,
+    /// Move a device and its DMA aliases from quarantine into a domain.
+    /// [`crate::DeviceRequest`]. Errors: `UnknownDomain`, `NotOwner`, `UnknownDevice`,
+    /// `DeviceBusy`, `InvalidAliases`, `DeviceLimitReached`, `RmrrConflict`,
+    /// `OutOfTableMemory`, `InvalidBdf`, `HardwareTimeout`.
+    AttachDevice = 5,
+    /// Move a device and its DMA aliases from a domain back to quarantine.
+    /// [`crate::DeviceRequest`]. Errors: `UnknownDomain`, `NotOwner`, `DeviceNotAttached`,
+    /// `InvalidAliases`, `HardwareTimeout`.
+    DetachDevice = 6,
+    /// Allocate one interrupt remapping table entry (not present until programmed).
+    /// [`crate::AllocateIrteRequest`] -> [`crate::IrteReply`]. Errors: `IrteExhausted`,
+    /// `InterruptRemappingUnavailable`.
+    AllocateIrte = 7,
+    /// Program an IRTE the caller allocated and get the remappable-format MSI message for it.
+    /// [`crate::ProgramIrteRequest`] -> [`crate::MsiMessageReply`]. Errors: `UnknownIrte`,
+    /// `NotOwner`, `InvalidIrteConfiguration`, `InvalidField`, `HardwareTimeout`.
+    ProgramIrte = 8,
+    /// Free an IRTE the caller allocated (cleared and invalidated first).
+    /// [`crate::IrteRequest`]. Errors: `UnknownIrte`, `NotOwner`, `HardwareTimeout`.
+    FreeIrte = 9,
+    /// Ask for [`crate::FaultReport`]s of a device the caller owns (attached to its domain).
+    /// [`crate::SubscribeFaultsRequest`]. Errors: `UnknownDevice`, `NotOwner`,
+    /// `SubscriberLimitReached`.
+    SubscribeFaults = 10,
+}
+
+impl Operation {
+    /// Every operation, in code order.
+    pub const ALL: &'static [Operation] = &[
+        Operation::CreateDomain,
+        Operation::DestroyDomain,
+        Operation::Map,
+        Operation::Unmap,
+        Operation::AttachDevice,
+        Operation::DetachDevice,
+        Operation::AllocateIrte,
+        Operation::ProgramIrte,
+        Operation::FreeIrte,
+        Operation::SubscribeFaults,
+    ];
+}
+
+impl TryFrom<u32> for Operation {
+    type Error = IommuError;
+
+    fn try_from(code: u32) -> Result<Self, IommuError> {
+        Operation::ALL
+            .iter()
+            .copied()
+            .find(|operation| *operation as u32 == code)
+            .ok_or(IommuError::UnknownOperation)
+    }
+}
