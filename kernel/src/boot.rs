@@ -51,7 +51,7 @@ pub fn start(magic: u64, mbi: u64) -> ! {
         kprintln!("sluice: warning: unknown command-line flag \"{unknown}\" ignored");
     }
     let mapped = crate::paging::init(&info);
-    kprintln!("sluice: paging: identity map of {} GiB, kernel pages only executable", mapped >> 30);
+    kprintln!("sluice: paging: direct map of {} GiB at {:#x}, kernel pages only executable", mapped >> 30, crate::paging::DIRECT_MAP);
 
     for (index, module) in info.modules.iter().enumerate() {
         kprintln!(

@@ -1,8 +1,8 @@
-//! Reading physical memory through the identity map, bounded by what is mapped.
+//! Reading physical memory through the kernel's direct map, bounded by what is mapped.
 
 use kernel_core::acpi::{AcpiError, PhysRead};
 
-/// Physical memory as the kernel sees it through its identity map.
+/// Physical memory as the kernel sees it through its direct map.
 pub struct IdentityMap;
 
 impl PhysRead for IdentityMap {
@@ -11,10 +11,9 @@ impl PhysRead for IdentityMap {
         if phys == 0 || end > crate::paging::mapped_end() {
             return Err(AcpiError::Unreadable(phys));
         }
-        // SAFETY: [phys, end) lies inside the identity map built by `paging::init` (or the boot
-        // stub's 4 GiB map before it), and firmware tables are plain memory; the copy reads
-        // bytes and creates no references into that memory.
-        unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: [phys, end) lies inside the direct map built by `paging::init`, and firmware
+        // tables are plain memory; the copy reads bytes and creates no references into it.
+        unsafe { core::ptr::copy_nonoverlapping(crate::paging::phys_to_virt(phys), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 }
