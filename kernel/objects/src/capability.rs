@@ -83,7 +83,7 @@ impl CapabilityNode {
 }
 
 /// One domain's capability table: `SLOTS` slots addressed by selector.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapabilityTable<const SLOTS: usize> {
     /// The domain that owns it, `None` while the table is unused.
     pub(crate) owner: Option<ObjectId>,

@@ -20,7 +20,7 @@ use crate::sink::TeardownSink;
 /// - `SLOTS`: capability-table slots per domain (selectors `0..SLOTS`).
 /// - `OBJECTS`: object-table entries.
 /// - `MAPPINGS`: mapping records.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectModel<
     const DOMAINS: usize,
     const SLOTS: usize,

@@ -229,14 +229,14 @@ pub struct ObjectEntry {
 }
 
 /// One slot of the object table.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ObjectSlot {
     pub(crate) generation: u32,
     pub(crate) entry: Option<ObjectEntry>,
 }
 
 /// The fixed-size table of every kernel object.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectTable<const OBJECTS: usize> {
     slots: [ObjectSlot; OBJECTS],
 }
