@@ -1,1 +1,297 @@
-//! placeholder
+//! The server's DMA policy on one remapping unit: domains owned by clients, memory clients
+//! delegated (the kernel validated it), mappings only within that memory and its rights, devices
+//! and their DMA aliases moving between a quarantine domain and client domains, RMRR identity
+//! maps, fault routing to device owners. The MSI window is never mapped.
+//!
+//! Every operation validates the whole request first; a rejected request changes nothing.
+
+mod devices;
+mod mapping;
+pub mod quarantine;
+
+use crate::dma_remapping::SecondLevelTable;
+use crate::memory::{is_page_aligned, FrameAllocator, PhysMemory};
+use crate::registers::capability::PagingLevels;
+use crate::unit::VtdUnit;
+use crate::{clock::Clock, registers::VtdRegisters, DomainId};
+use iommu_api::{
+    Bdf, DelegatedMemory, HostPhys, IoVirt, IommuError, Rights, MSI_WINDOW_BASE, MSI_WINDOW_LAST,
+};
+pub use quarantine::QuarantineMode;
+
+/// The domain handle of the quarantine domain (never a client's).
+pub const QUARANTINE: u32 = 0;
+/// Client domains per unit.
+pub const MAX_DOMAINS: usize = 32;
+/// Mappings over all domains.
+pub const MAX_MAPPINGS: usize = 256;
+/// Devices and aliases tracked.
+pub const MAX_DEVICES: usize = 64;
+/// Delegated memory records.
+pub const MAX_DELEGATIONS: usize = 128;
+/// RMRR regions.
+pub const MAX_RESERVED: usize = 16;
+/// Explicit device scope entries.
+pub const MAX_SCOPE: usize = 64;
+/// The quarantine domain's hardware id (DID 0 is left unused: with caching mode it tags
+/// not-present entries).
+pub const QUARANTINE_DID: DomainId = DomainId(1);
+
+/// A client of the server (the kernel tells the server who called).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientId(pub u32);
+
+/// A reserved memory region a device keeps using (ACPI RMRR, VT-d spec 8.4): identity-mapped
+/// into whichever client domain the device is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReservedRegion {
+    /// The device (from the RMRR's device scope).
+    pub device: Bdf,
+    /// First byte (4 KiB aligned).
+    pub base: HostPhys,
+    /// Length (multiple of 4 KiB).
+    pub size: u64,
+}
+
+/// Which devices are behind this unit (from its DRHD).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceScope {
+    /// INCLUDE_PCI_ALL: every device not claimed by another unit.
+    All,
+    /// Exactly these requester ids.
+    Devices(heapless::Vec<Bdf, MAX_SCOPE>),
+}
+
+impl DeviceScope {
+    /// Whether `device` is behind the unit.
+    pub fn contains(&self, device: Bdf) -> bool {
+        match self {
+            DeviceScope::All => true,
+            DeviceScope::Devices(devices) => devices.contains(&device),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Domain {
+    handle: u32,
+    did: DomainId,
+    owner: ClientId,
+    tables: SecondLevelTable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mapping {
+    domain: u32,
+    iova: IoVirt,
+    size: u64,
+    phys: HostPhys,
+    rights: Rights,
+    /// The delegation it came from; `None` for an RMRR identity map.
+    memory: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Delegation {
+    handle: u32,
+    owner: ClientId,
+    memory: DelegatedMemory,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DeviceRecord {
+    bdf: Bdf,
+    /// The device this requester id belongs to (itself, or the device it is an alias of).
+    primary: Bdf,
+    domain: u32,
+}
+
+/// The domain manager of one unit.
+#[derive(Debug)]
+pub struct DomainManager {
+    domains: heapless::Vec<Domain, MAX_DOMAINS>,
+    quarantine_root: HostPhys,
+    levels: PagingLevels,
+    large_pages: crate::dma_remapping::LargePages,
+    domain_count: u32,
+    mappings: heapless::Vec<Mapping, MAX_MAPPINGS>,
+    delegations: heapless::Vec<Delegation, MAX_DELEGATIONS>,
+    devices: heapless::Vec<DeviceRecord, MAX_DEVICES>,
+    reserved: heapless::Vec<ReservedRegion, MAX_RESERVED>,
+    subscribers: heapless::Vec<(Bdf, ClientId), MAX_DEVICES>,
+    scope: DeviceScope,
+    next_handle: u32,
+}
+
+/// Whether `start..start+size` overlaps the MSI window.
+pub fn overlaps_msi_window(start: u64, size: u64) -> bool {
+    let last = start.saturating_add(size.saturating_sub(1));
+    size != 0 && start <= MSI_WINDOW_LAST && last >= MSI_WINDOW_BASE
+}
+
+impl DomainManager {
+    /// Builds the quarantine domain's tables for `unit` and starts with no client domains.
+    pub fn new<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+        unit: &VtdUnit<R, C>,
+        memory: &mut M,
+        frames: &mut A,
+        scope: DeviceScope,
+        reserved: &[ReservedRegion],
+        quarantine: QuarantineMode,
+    ) -> Result<Self, IommuError> {
+        let mut regions = heapless::Vec::new();
+        for region in reserved {
+            if !is_page_aligned(region.base.0) || !is_page_aligned(region.size) || region.size == 0
+            {
+                return Err(IommuError::Misaligned);
+            }
+            regions
+                .push(*region)
+                .map_err(|_| IommuError::DeviceLimitReached)?;
+        }
+        let levels = unit.config().levels;
+        let quarantine_root =
+            quarantine::build_quarantine_tables(memory, frames, levels, quarantine)?;
+        Ok(Self {
+            domains: heapless::Vec::new(),
+            quarantine_root,
+            levels,
+            large_pages: unit.config().large_pages,
+            domain_count: unit.config().domain_count,
+            mappings: heapless::Vec::new(),
+            delegations: heapless::Vec::new(),
+            devices: heapless::Vec::new(),
+            reserved: regions,
+            subscribers: heapless::Vec::new(),
+            scope,
+            next_handle: 1,
+        })
+    }
+
+    /// The quarantine domain's top-level table.
+    pub fn quarantine_root(&self) -> HostPhys {
+        self.quarantine_root
+    }
+
+    fn domain_index(&self, owner: ClientId, handle: u32) -> Result<usize, IommuError> {
+        if handle == QUARANTINE {
+            return Err(IommuError::QuarantineDomain);
+        }
+        let index = self
+            .domains
+            .iter()
+            .position(|domain| domain.handle == handle)
+            .ok_or(IommuError::UnknownDomain)?;
+        match self.domains.get(index) {
+            Some(domain) if domain.owner == owner => Ok(index),
+            Some(_) => Err(IommuError::NotOwner),
+            None => Err(IommuError::UnknownDomain),
+        }
+    }
+
+    /// The hardware domain id behind a client handle (for tests and diagnostics).
+    pub fn hardware_id(&self, handle: u32) -> Option<DomainId> {
+        if handle == QUARANTINE {
+            return Some(QUARANTINE_DID);
+        }
+        self.domains
+            .iter()
+            .find(|domain| domain.handle == handle)
+            .map(|domain| domain.did)
+    }
+
+    /// Creates an empty domain owned by `owner`; returns its handle.
+    pub fn create_domain<M: PhysMemory, A: FrameAllocator>(
+        &mut self,
+        memory: &mut M,
+        frames: &mut A,
+        owner: ClientId,
+    ) -> Result<u32, IommuError> {
+        if self.domains.is_full() {
+            return Err(IommuError::DomainLimitReached);
+        }
+        let did = (QUARANTINE_DID.0 + 1..=u16::MAX)
+            .take_while(|did| u32::from(*did) < self.domain_count)
+            .find(|did| self.domains.iter().all(|domain| domain.did.0 != *did))
+            .ok_or(IommuError::DomainLimitReached)?;
+        let handle = self.next_handle;
+        let next = handle
+            .checked_add(1)
+            .ok_or(IommuError::DomainLimitReached)?;
+        let tables = SecondLevelTable::new(memory, frames, self.levels, self.large_pages)?;
+        self.domains
+            .push(Domain {
+                handle,
+                did: DomainId(did),
+                owner,
+                tables,
+            })
+            .map_err(|_| IommuError::DomainLimitReached)?;
+        self.next_handle = next;
+        Ok(handle)
+    }
+
+    /// Destroys a domain without devices: flushes its IOTLB entries, then frees its tables.
+    pub fn destroy_domain<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+        &mut self,
+        unit: &mut VtdUnit<R, C>,
+        memory: &mut M,
+        frames: &mut A,
+        owner: ClientId,
+        handle: u32,
+    ) -> Result<(), IommuError> {
+        let index = self.domain_index(owner, handle)?;
+        if self.devices.iter().any(|device| device.domain == handle) {
+            return Err(IommuError::DomainInUse);
+        }
+        let did = self
+            .domains
+            .get(index)
+            .map(|domain| domain.did)
+            .ok_or(IommuError::UnknownDomain)?;
+        let flushed = unit.flush_domain(memory, did)?;
+        let domain = self.domains.swap_remove(index);
+        self.mappings.retain(|mapping| mapping.domain != handle);
+        domain.tables.destroy(memory, &flushed, did, frames)
+    }
+
+    /// Records memory the kernel validated and delegated to the server on `owner`'s behalf;
+    /// returns the handle map requests name it by.
+    pub fn accept_delegation(
+        &mut self,
+        owner: ClientId,
+        memory: DelegatedMemory,
+    ) -> Result<u32, IommuError> {
+        if memory.size == 0 {
+            return Err(IommuError::ZeroSize);
+        }
+        if !is_page_aligned(memory.base.0) || !is_page_aligned(memory.size) {
+            return Err(IommuError::Misaligned);
+        }
+        memory
+            .base
+            .checked_add(memory.size)
+            .ok_or(IommuError::AddressOverflow)?;
+        if memory.rights.is_empty() {
+            return Err(IommuError::InvalidRights);
+        }
+        let handle = self.next_handle;
+        let next = handle
+            .checked_add(1)
+            .ok_or(IommuError::MappingLimitReached)?;
+        self.delegations
+            .push(Delegation {
+                handle,
+                owner,
+                memory,
+            })
+            .map_err(|_| IommuError::MappingLimitReached)?;
+        self.next_handle = next;
+        Ok(handle)
+    }
+
+    /// The paging depth of every domain.
+    pub fn levels(&self) -> PagingLevels {
+        self.levels
+    }
+}
