@@ -76,8 +76,16 @@ pub struct SliceMemory<'a> {
 
 impl<'a> SliceMemory<'a> {
     /// `bytes` appear at guest-physical `base`.
-    pub fn new(base: GuestPhys, bytes: &'a [u8]) -> Self {
+    pub const fn new(base: GuestPhys, bytes: &'a [u8]) -> Self {
         SliceMemory { base, bytes }
+    }
+
+    /// No RAM at all.
+    pub const fn empty() -> SliceMemory<'static> {
+        SliceMemory {
+            base: GuestPhys(0),
+            bytes: &[],
+        }
     }
 }
 

@@ -133,6 +133,19 @@ fn is_immediate(kind: OpKind) -> bool {
 
 fn classify(instruction: &Instruction, state: &VcpuState) -> Result<Operation, EmulationError> {
     let mnemonic = instruction.mnemonic();
+    let supported = [
+        Mnemonic::Mov,
+        Mnemonic::Movzx,
+        Mnemonic::Movsx,
+        Mnemonic::Movsxd,
+        Mnemonic::Stosb,
+        Mnemonic::Stosw,
+        Mnemonic::Stosd,
+        Mnemonic::Stosq,
+    ];
+    if !supported.contains(&mnemonic) {
+        return Err(EmulationError::Unsupported(mnemonic));
+    }
     let bad = EmulationError::UnsupportedOperands(mnemonic);
     let size = memory_bytes(instruction.memory_size()).ok_or(bad)?;
     let register = |operand| GprOperand::from_iced(instruction.op_register(operand)).ok_or(bad);

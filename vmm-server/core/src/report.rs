@@ -7,6 +7,8 @@ use sluice_abi::vcpu::{Event, ExitReason, Mtd, Reply};
 use crate::mmio::EmulationError;
 
 /// The run loop's next step after an exit.
+// The reply is kept inline: boxing it would cost a heap allocation on every exit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitAction {
     /// Send this reply and resume the vCPU.
