@@ -114,7 +114,7 @@ impl fmt::Display for ManifestError {
         } else {
             GraphicalTheme::unicode_nocolor()
         };
-        let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(400);
         for violation in &self.violations {
             let headline = format!(
                 "{}: `{}`: {}",

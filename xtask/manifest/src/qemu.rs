@@ -90,7 +90,7 @@ impl System {
                     format!("file={},if=none,id={drive},format=raw", file.display()),
                 ]);
                 if device.model == "nvme" && device.max_vfs > 0 {
-                    args.extend(extra.drain(..));
+                    args.append(&mut extra);
                     args.extend(["-device".into(), options.join(",")]);
                     args.extend([
                         "-device".into(),

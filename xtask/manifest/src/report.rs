@@ -6,6 +6,9 @@ use crate::units::format_size;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
+/// One group member: (BDF, device id, owning guest).
+type Member = (String, String, Option<String>);
+
 fn kernel_text(kernel: &KernelRef) -> String {
     match kernel {
         KernelRef::Builtin(b) => format!("builtin:{}", b.name()),
@@ -87,9 +90,8 @@ impl System {
     }
 
     /// (group, [(bdf, id, owner guest)]) in group order.
-    fn groups(&self) -> Vec<(u32, Vec<(String, String, Option<String>)>)> {
-        let mut groups: std::collections::BTreeMap<u32, Vec<(String, String, Option<String>)>> =
-            Default::default();
+    fn groups(&self) -> Vec<(u32, Vec<Member>)> {
+        let mut groups: std::collections::BTreeMap<u32, Vec<Member>> = Default::default();
         let mut devices: Vec<_> = self.machine.devices.iter().collect();
         devices.sort_by_key(|d| d.bdf);
         for d in devices {

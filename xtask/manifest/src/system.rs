@@ -187,7 +187,7 @@ fn build_machine(raw: Option<&RawMachine>, out: &mut Vec<Violation>) -> Machine 
 }
 
 fn check_2mib(key: &str, memory: &At<u64>, out: &mut Vec<Violation>) {
-    if memory.value % TWO_MIB != 0 {
+    if !memory.value.is_multiple_of(TWO_MIB) {
         let up = memory.value.div_ceil(TWO_MIB) * TWO_MIB;
         out.push(Violation::new(
             rules::MEMORY_NOT_ALIGNED,
