@@ -31,3 +31,6 @@ pub use iommu_api::{Bdf, HostPhys, IoVirt, IommuError};
 /// 9.3). Valid values are below CAP.ND's domain count; with CM = 1, DID 0 is reserved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DomainId(pub u16);
+
+#[cfg(test)]
+mod tests;

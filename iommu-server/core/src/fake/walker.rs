@@ -69,7 +69,7 @@ pub fn translate_dma<M: PhysMemory>(
         2 => return Ok(HostPhys(iova.0)),
         _ => return fail(0x3),
     }
-    let width = 30 + 9 * levels;
+    let width = 12 + 9 * levels;
     if iova.0 >> width != 0 {
         return fail(0x4);
     }
