@@ -47,5 +47,5 @@ pub fn allocate_zeroed<M: PhysMemory, A: FrameAllocator>(
 
 /// True when `value` is a multiple of 4 KiB.
 pub const fn is_page_aligned(value: u64) -> bool {
-    value % PAGE_SIZE == 0
+    value.is_multiple_of(PAGE_SIZE)
 }

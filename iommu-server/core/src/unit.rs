@@ -217,7 +217,7 @@ impl<R: VtdRegisters, C: Clock> VtdUnit<R, C> {
         let selective = self.config.capability.page_selective_invalidation()
             && pages.is_power_of_two()
             && mask <= u32::from(self.config.capability.maximum_address_mask())
-            && iova.0 % size == 0;
+            && iova.0.is_multiple_of(size);
         let granularity = if selective {
             IotlbGranularity::Pages {
                 domain,

@@ -99,7 +99,7 @@ pub(super) fn validate_scopes(bytes: &[u8], base: usize) -> Result<(), DmarError
         let fits = offset
             .checked_add(length)
             .is_some_and(|end| end <= bytes.len());
-        if length < SCOPE_HEADER + 2 || (length - SCOPE_HEADER) % 2 != 0 || !fits {
+        if length < SCOPE_HEADER + 2 || !(length - SCOPE_HEADER).is_multiple_of(2) || !fits {
             return Err(DmarError::ScopeLength {
                 offset: base + offset,
             });

@@ -62,7 +62,7 @@ impl<'a> Rmrr<'a> {
     /// The region as (base, size): base 4 KiB aligned, limit + 1 4 KiB aligned, base <= limit.
     pub fn region(&self) -> Result<(HostPhys, u64), DmarError> {
         let end = self.limit.checked_add(1).ok_or(DmarError::InvalidRegion)?;
-        if self.base % 4096 != 0 || end % 4096 != 0 || end <= self.base {
+        if !self.base.is_multiple_of(4096) || !end.is_multiple_of(4096) || end <= self.base {
             return Err(DmarError::InvalidRegion);
         }
         Ok((HostPhys(self.base), end - self.base))

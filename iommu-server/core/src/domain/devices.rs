@@ -40,6 +40,7 @@ impl DomainManager {
     }
 
     /// Moves every requester id in `all` to the domain `target` (`did`, `root`), updating records.
+    #[allow(clippy::too_many_arguments)] // hardware context plus the target domain's identity
     fn point_at<R: VtdRegisters, C: Clock, M: PhysMemory>(
         &mut self,
         unit: &mut VtdUnit<R, C>,

@@ -94,6 +94,7 @@ impl DomainManager {
 
     /// Removes exactly one mapping the caller made, flushes the domain's IOTLB and releases
     /// the tables the unmap emptied. Once this returns `Ok`, no device can reach the memory.
+    #[allow(clippy::too_many_arguments)] // the unit's context plus the request's three fields
     pub fn unmap<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
         &mut self,
         unit: &mut VtdUnit<R, C>,

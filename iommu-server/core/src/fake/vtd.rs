@@ -444,10 +444,8 @@ impl VtdRegisters for FakeVtd {
                 self.queue_tail = (value >> 4) & 0x7fff;
                 self.process_queue();
             }
-            Register64::InvalidationQueueAddress => {
-                if self.status & GSTS_QIES == 0 {
-                    self.queue_address = value;
-                }
+            Register64::InvalidationQueueAddress if self.status & GSTS_QIES == 0 => {
+                self.queue_address = value
             }
             Register64::InterruptRemappingTableAddress => self.remapping_table_register = value,
             _ => {}
