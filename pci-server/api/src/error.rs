@@ -1,0 +1,142 @@
+//! The one error enum of the pci-server's interface; every operation documents which of these
+//! it returns.
+
+use core::fmt;
+
+/// Every error the pci-server returns to a client, as a stable `u32` code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PciError {
+    /// The operation code is not one of [`crate::Operation`].
+    UnknownOperation = 1,
+    /// The request bytes have the wrong length for the operation, or a reserved field or a
+    /// code field holds a value it may not.
+    MalformedRequest = 2,
+    /// No function with that BDF (or inventory index) exists.
+    NoSuchFunction = 3,
+    /// The caller does not own the function it tried to use or release.
+    NotOwner = 4,
+    /// The ownership change is not allowed from the function's current state (for example,
+    /// assigning a function that is not quarantined). Nothing was changed.
+    InvalidTransition = 5,
+    /// Another function of the same IOMMU group is held by a different owner; groups are never
+    /// split between owners.
+    GroupConflict = 6,
+    /// The function has no usable reset method (no FLR, no AF FLR, PM with NoSoftRst set, and
+    /// no secondary bus reset that affects only its group), so it cannot change owners safely.
+    NoResetMethod = 7,
+    /// A reset did not complete: the device stayed not-ready past the bounded wait.
+    ResetFailed = 8,
+    /// The iommu-server refused to attach the function to the requested domain.
+    IommuRefused = 9,
+    /// The config-space offset plus access width is beyond 4 KiB.
+    OffsetOutOfRange = 10,
+    /// The config-space offset is not a multiple of the access width, or the width is not 1, 2
+    /// or 4 bytes.
+    MisalignedAccess = 11,
+    /// The filter refused a config write: it would change bits the owner may not change (the
+    /// server logs which register).
+    WriteDenied = 12,
+    /// The function has no MSI capability.
+    NoMsiCapability = 13,
+    /// The function has no MSI-X capability.
+    NoMsixCapability = 14,
+    /// The vector number (or vector count) is beyond what the capability supports.
+    VectorOutOfRange = 15,
+    /// The function has no SR-IOV extended capability.
+    NoSriovCapability = 16,
+    /// The number of virtual functions requested is zero or above TotalVFs.
+    TooManyVfs = 17,
+    /// Virtual functions are already enabled on this physical function.
+    VfsAlreadyEnabled = 18,
+    /// The virtual functions' routing IDs would fall outside the bus range of the bridge above.
+    VfBusOutOfRange = 19,
+    /// The server's fixed-size inventory has no room for more functions.
+    InventoryFull = 20,
+    /// The function is a bridge (or host bridge): the pci-server keeps it, it is never assigned.
+    NotAssignable = 21,
+}
+
+impl PciError {
+    /// The stable wire code.
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Decodes a wire code; `None` for a code this version does not know.
+    pub const fn from_code(code: u32) -> Option<PciError> {
+        use PciError::*;
+        Some(match code {
+            1 => UnknownOperation,
+            2 => MalformedRequest,
+            3 => NoSuchFunction,
+            4 => NotOwner,
+            5 => InvalidTransition,
+            6 => GroupConflict,
+            7 => NoResetMethod,
+            8 => ResetFailed,
+            9 => IommuRefused,
+            10 => OffsetOutOfRange,
+            11 => MisalignedAccess,
+            12 => WriteDenied,
+            13 => NoMsiCapability,
+            14 => NoMsixCapability,
+            15 => VectorOutOfRange,
+            16 => NoSriovCapability,
+            17 => TooManyVfs,
+            18 => VfsAlreadyEnabled,
+            19 => VfBusOutOfRange,
+            20 => InventoryFull,
+            21 => NotAssignable,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            PciError::UnknownOperation => "unknown operation code",
+            PciError::MalformedRequest => "malformed request (length, reserved or code field)",
+            PciError::NoSuchFunction => "no such PCI function",
+            PciError::NotOwner => "caller does not own this function",
+            PciError::InvalidTransition => "ownership change not allowed from the current state",
+            PciError::GroupConflict => "another function of the IOMMU group has another owner",
+            PciError::NoResetMethod => "function has no usable reset method",
+            PciError::ResetFailed => "reset did not complete within its bounded wait",
+            PciError::IommuRefused => "iommu-server refused the domain attachment",
+            PciError::OffsetOutOfRange => "config offset beyond 4 KiB",
+            PciError::MisalignedAccess => "config access misaligned or of a bad width",
+            PciError::WriteDenied => "config write denied by the filter",
+            PciError::NoMsiCapability => "function has no MSI capability",
+            PciError::NoMsixCapability => "function has no MSI-X capability",
+            PciError::VectorOutOfRange => "vector beyond the capability's vector count",
+            PciError::NoSriovCapability => "function has no SR-IOV capability",
+            PciError::TooManyVfs => "virtual function count is zero or above TotalVFs",
+            PciError::VfsAlreadyEnabled => "virtual functions already enabled",
+            PciError::VfBusOutOfRange => "virtual functions would fall outside the bridge's buses",
+            PciError::InventoryFull => "function inventory is full",
+            PciError::NotAssignable => "bridges are never assigned",
+        };
+        f.write_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for code in 0..64 {
+            if let Some(error) = PciError::from_code(code) {
+                assert_eq!(error.code(), code);
+                assert!(!format!("{error}").is_empty());
+            }
+        }
+        assert_eq!(PciError::from_code(20), Some(PciError::InventoryFull));
+        assert_eq!(PciError::from_code(21), Some(PciError::NotAssignable));
+        assert_eq!(PciError::from_code(22), None);
+        assert_eq!(PciError::from_code(0), None);
+    }
+}

@@ -1,0 +1,472 @@
+//! Request and reply structs (`#[repr(C)]`, zerocopy) and the decoder that turns untrusted
+//! request bytes into a typed [`Request`].
+
+use crate::{Bdf, Operation, OwnerId, PciError};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Names one function, by BDF or (for [`Operation::FunctionAt`]) by inventory index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct FunctionRequest {
+    /// The function's requester ID.
+    pub bdf: Bdf,
+    /// Reserved, must be zero.
+    pub reserved: u16,
+    /// Inventory index (only for `FunctionAt`; must be zero otherwise).
+    pub index: u32,
+}
+
+/// Assign a quarantined function to `owner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct AssignRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// Reserved, must be zero.
+    pub reserved: u16,
+    /// The new owner.
+    pub owner: OwnerId,
+}
+
+/// Release a function held by `owner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ReleaseRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// Reserved, must be zero.
+    pub reserved: u16,
+    /// The owner that releases it (checked against the current owner).
+    pub owner: OwnerId,
+}
+
+/// Width code of a config access: 1, 2 or 4 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AccessWidthCode {
+    /// One byte.
+    Byte = 1,
+    /// Two bytes.
+    Word = 2,
+    /// Four bytes.
+    Dword = 4,
+}
+
+impl AccessWidthCode {
+    fn decode(code: u8) -> Result<AccessWidthCode, PciError> {
+        match code {
+            1 => Ok(AccessWidthCode::Byte),
+            2 => Ok(AccessWidthCode::Word),
+            4 => Ok(AccessWidthCode::Dword),
+            _ => Err(PciError::MisalignedAccess),
+        }
+    }
+}
+
+/// Read a config register of a function the caller owns (the owner is the caller's badge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ConfigReadRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// Byte offset in the 4 KiB config space.
+    pub offset: u16,
+    /// Access width in bytes: 1, 2 or 4.
+    pub width: u8,
+    /// Reserved, must be zero.
+    pub reserved: [u8; 3],
+}
+
+/// The value read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ConfigReadReply {
+    /// The value, zero-extended.
+    pub value: u32,
+}
+
+/// Write a config register of a function the caller owns, through the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ConfigWriteRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// Byte offset in the 4 KiB config space.
+    pub offset: u16,
+    /// Access width in bytes: 1, 2 or 4.
+    pub width: u8,
+    /// Reserved, must be zero.
+    pub reserved: [u8; 3],
+    /// The value (only the low `width` bytes are used; the rest must be zero).
+    pub value: u32,
+}
+
+/// Program MSI (kind 0) or MSI-X (kind 1) vectors in remappable format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct MsiProgramRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// MSI-X: the table entry. MSI: must be zero (all vectors share one address/data).
+    pub vector: u16,
+    /// The IRTE handle allocated from the iommu-server.
+    pub irte_handle: u16,
+    /// The subhandle (used when `flags` bit 0 is set).
+    pub subhandle: u16,
+    /// MSI only: how many vectors to enable (a power of two, 1..=32); MSI-X: must be 1.
+    pub vector_count: u16,
+    /// 0 = MSI, 1 = MSI-X.
+    pub kind: u8,
+    /// Bit 0: the subhandle is valid (SHV). Other bits reserved, zero.
+    pub flags: u8,
+}
+
+/// Enable `count` SR-IOV virtual functions on a physical function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct EnableVfsRequest {
+    /// The physical function.
+    pub bdf: Bdf,
+    /// Number of virtual functions, 1..=TotalVFs.
+    pub count: u16,
+}
+
+/// Reset method codes in [`FunctionReply::reset_method`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ResetMethodCode {
+    /// No usable reset method.
+    None = 0,
+    /// PCIe Function Level Reset.
+    Flr = 1,
+    /// Advanced Features FLR.
+    AfFlr = 2,
+    /// Power-management D3hot to D0 transition.
+    PmD3hotD0 = 3,
+    /// Secondary bus reset on the parent bridge.
+    SecondaryBusReset = 4,
+}
+
+/// Ownership state codes in [`FunctionReply::owner_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OwnerStateCode {
+    /// Owned by the pci-server, never assigned since boot.
+    Unassigned = 0,
+    /// In the quarantine domain.
+    Quarantined = 1,
+    /// Assigned; [`FunctionReply::owner`] says to whom.
+    Assigned = 2,
+}
+
+/// What the server tells a client about one function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct FunctionReply {
+    /// The function.
+    pub bdf: Bdf,
+    /// Vendor ID.
+    pub vendor_id: u16,
+    /// Device ID.
+    pub device_id: u16,
+    /// IOMMU group number.
+    pub iommu_group: u16,
+    /// Class code: base << 16 | subclass << 8 | programming interface.
+    pub class_code: u32,
+    /// The owner (meaningful when `owner_state` is `Assigned`).
+    pub owner: OwnerId,
+    /// A [`ResetMethodCode`].
+    pub reset_method: u8,
+    /// An [`OwnerStateCode`].
+    pub owner_state: u8,
+    /// Reserved, zero.
+    pub reserved: u16,
+}
+
+/// A decoded, validated request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// See [`Operation::FunctionCount`].
+    FunctionCount,
+    /// See [`Operation::FunctionAt`].
+    FunctionAt {
+        /// Inventory index.
+        index: u32,
+    },
+    /// See [`Operation::Function`].
+    Function(Bdf),
+    /// See [`Operation::Quarantine`].
+    Quarantine(Bdf),
+    /// See [`Operation::Assign`].
+    Assign(AssignRequest),
+    /// See [`Operation::Release`].
+    Release(ReleaseRequest),
+    /// See [`Operation::ConfigRead`].
+    ConfigRead {
+        /// The function.
+        bdf: Bdf,
+        /// Byte offset (checked against the width and 4 KiB).
+        offset: u16,
+        /// The width.
+        width: AccessWidthCode,
+    },
+    /// See [`Operation::ConfigWrite`].
+    ConfigWrite {
+        /// The function.
+        bdf: Bdf,
+        /// Byte offset (checked against the width and 4 KiB).
+        offset: u16,
+        /// The width.
+        width: AccessWidthCode,
+        /// The value.
+        value: u32,
+    },
+    /// See [`Operation::ProgramMsi`].
+    ProgramMsi(MsiProgramRequest),
+    /// See [`Operation::EnableVfs`].
+    EnableVfs(EnableVfsRequest),
+}
+
+/// The size of config space (PCIe Base spec 6.0 section 7.2.2: 4 KiB per function).
+const CONFIG_SPACE_SIZE: u32 = 4096;
+
+fn read<T: FromBytes>(bytes: &[u8]) -> Result<T, PciError> {
+    T::read_from_bytes(bytes).map_err(|_| PciError::MalformedRequest)
+}
+
+fn check_access(offset: u16, width: u8) -> Result<AccessWidthCode, PciError> {
+    let code = AccessWidthCode::decode(width)?;
+    if !offset.is_multiple_of(u16::from(width)) {
+        return Err(PciError::MisalignedAccess);
+    }
+    if u32::from(offset) + u32::from(width) > CONFIG_SPACE_SIZE {
+        return Err(PciError::OffsetOutOfRange);
+    }
+    Ok(code)
+}
+
+/// Decodes the bytes of a request for operation code `operation`. Never panics; any bytes that
+/// are not exactly a valid request give an error.
+pub fn decode_request(operation: u32, bytes: &[u8]) -> Result<Request, PciError> {
+    match Operation::try_from(operation)? {
+        Operation::FunctionCount => {
+            if bytes.is_empty() {
+                Ok(Request::FunctionCount)
+            } else {
+                Err(PciError::MalformedRequest)
+            }
+        }
+        Operation::FunctionAt => {
+            let request: FunctionRequest = read(bytes)?;
+            if request.reserved != 0 || request.bdf.requester_id() != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::FunctionAt {
+                index: request.index,
+            })
+        }
+        operation @ (Operation::Function | Operation::Quarantine) => {
+            let request: FunctionRequest = read(bytes)?;
+            if request.reserved != 0 || request.index != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(if operation == Operation::Function {
+                Request::Function(request.bdf)
+            } else {
+                Request::Quarantine(request.bdf)
+            })
+        }
+        Operation::Assign => {
+            let request: AssignRequest = read(bytes)?;
+            if request.reserved != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::Assign(request))
+        }
+        Operation::Release => {
+            let request: ReleaseRequest = read(bytes)?;
+            if request.reserved != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::Release(request))
+        }
+        Operation::ConfigRead => {
+            let request: ConfigReadRequest = read(bytes)?;
+            if request.reserved != [0; 3] {
+                return Err(PciError::MalformedRequest);
+            }
+            let width = check_access(request.offset, request.width)?;
+            Ok(Request::ConfigRead {
+                bdf: request.bdf,
+                offset: request.offset,
+                width,
+            })
+        }
+        Operation::ConfigWrite => {
+            let request: ConfigWriteRequest = read(bytes)?;
+            if request.reserved != [0; 3] {
+                return Err(PciError::MalformedRequest);
+            }
+            let width = check_access(request.offset, request.width)?;
+            let fits = match width {
+                AccessWidthCode::Byte => request.value <= 0xff,
+                AccessWidthCode::Word => request.value <= 0xffff,
+                AccessWidthCode::Dword => true,
+            };
+            if !fits {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::ConfigWrite {
+                bdf: request.bdf,
+                offset: request.offset,
+                width,
+                value: request.value,
+            })
+        }
+        Operation::ProgramMsi => {
+            let request: MsiProgramRequest = read(bytes)?;
+            let valid = match request.kind {
+                0 => {
+                    request.vector == 0
+                        && request.vector_count.is_power_of_two()
+                        && request.vector_count <= 32
+                }
+                1 => request.vector_count == 1 && request.vector < 2048,
+                _ => false,
+            };
+            if !valid || request.flags & !1 != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::ProgramMsi(request))
+        }
+        Operation::EnableVfs => {
+            let request: EnableVfsRequest = read(bytes)?;
+            Ok(Request::EnableVfs(request))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_a_config_write() {
+        let request = ConfigWriteRequest {
+            bdf: Bdf::new(3, 0, 0).unwrap(),
+            offset: 4,
+            width: 2,
+            reserved: [0; 3],
+            value: 0x0406,
+        };
+        assert_eq!(
+            decode_request(Operation::ConfigWrite as u32, request.as_bytes()),
+            Ok(Request::ConfigWrite {
+                bdf: request.bdf,
+                offset: 4,
+                width: AccessWidthCode::Word,
+                value: 0x0406
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        let mut request = ConfigReadRequest {
+            bdf: Bdf::new(3, 0, 0).unwrap(),
+            offset: 3,
+            width: 2,
+            reserved: [0; 3],
+        };
+        let op = Operation::ConfigRead as u32;
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MisalignedAccess)
+        );
+        request.offset = 4094;
+        request.width = 4;
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MisalignedAccess)
+        );
+        request.offset = 4096 - 4;
+        assert!(decode_request(op, request.as_bytes()).is_ok());
+        request.width = 3;
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MisalignedAccess)
+        );
+        request.width = 4;
+        request.reserved = [0, 1, 0];
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(
+            decode_request(op, &request.as_bytes()[..7]),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(decode_request(99, &[]), Err(PciError::UnknownOperation));
+        assert_eq!(
+            decode_request(Operation::FunctionCount as u32, &[0]),
+            Err(PciError::MalformedRequest)
+        );
+    }
+
+    #[test]
+    fn write_value_must_fit_its_width() {
+        let request = ConfigWriteRequest {
+            bdf: Bdf::from_requester_id(0x100),
+            offset: 4,
+            width: 1,
+            reserved: [0; 3],
+            value: 0x100,
+        };
+        assert_eq!(
+            decode_request(Operation::ConfigWrite as u32, request.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+    }
+
+    #[test]
+    fn msi_requests_are_checked() {
+        let mut request = MsiProgramRequest {
+            bdf: Bdf::from_requester_id(0x100),
+            vector: 0,
+            irte_handle: 7,
+            subhandle: 0,
+            vector_count: 3,
+            kind: 0,
+            flags: 1,
+        };
+        let op = Operation::ProgramMsi as u32;
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        request.vector_count = 4;
+        assert!(decode_request(op, request.as_bytes()).is_ok());
+        request.kind = 2;
+        assert_eq!(
+            decode_request(op, request.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_random_bytes_never_panics(op in 0u32..16, bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode_request(op, &bytes);
+        }
+
+        #[test]
+        fn accepted_config_accesses_stay_inside_config_space(offset in any::<u16>(), width in any::<u8>()) {
+            let request = ConfigReadRequest { bdf: Bdf::from_requester_id(0), offset, width, reserved: [0; 3] };
+            if let Ok(Request::ConfigRead { offset, width, .. }) = decode_request(Operation::ConfigRead as u32, request.as_bytes()) {
+                prop_assert!(u32::from(offset) + width as u32 <= 4096);
+                prop_assert_eq!(offset % width as u16, 0);
+            }
+        }
+    }
+}

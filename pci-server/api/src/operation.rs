@@ -1,0 +1,65 @@
+//! Operation codes of the pci-server's portal: the first word of every request.
+
+use crate::PciError;
+
+/// What a request asks the pci-server to do. The request struct for each operation is named in
+/// its documentation; [`crate::decode_request`] checks that the bytes match it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Operation {
+    /// How many functions the inventory holds. Request: none (empty). Reply: a `u32`.
+    FunctionCount = 1,
+    /// Describe the function at an inventory index. Request: [`crate::FunctionRequest`] whose
+    /// `bdf` field is ignored and `index` is used. Reply: [`crate::FunctionReply`].
+    /// Errors: `NoSuchFunction`.
+    FunctionAt = 2,
+    /// Describe one function by BDF. Request: [`crate::FunctionRequest`]. Reply:
+    /// [`crate::FunctionReply`]. Errors: `NoSuchFunction`.
+    Function = 3,
+    /// Move an unassigned function into quarantine (reset, attach to the quarantine domain).
+    /// Request: [`crate::FunctionRequest`]. Errors: `NoSuchFunction`, `NotAssignable`,
+    /// `InvalidTransition`, `NoResetMethod`, `ResetFailed`, `IommuRefused`.
+    Quarantine = 4,
+    /// Assign a quarantined function to an owner (reset, attach to the owner's domain).
+    /// Request: [`crate::AssignRequest`]. Errors: as `Quarantine`, plus `GroupConflict`.
+    Assign = 5,
+    /// Release a function its owner holds (bus mastering off, quarantine domain, reset).
+    /// Request: [`crate::ReleaseRequest`]. Errors: `NoSuchFunction`, `NotAssignable`,
+    /// `InvalidTransition`, `NotOwner`, `ResetFailed`, `IommuRefused`.
+    Release = 6,
+    /// Read the owner's function's config space. Request: [`crate::ConfigReadRequest`].
+    /// Reply: [`crate::ConfigReadReply`]. Errors: `NoSuchFunction`, `NotOwner`,
+    /// `OffsetOutOfRange`, `MisalignedAccess`.
+    ConfigRead = 7,
+    /// Write the owner's function's config space through the filter. Request:
+    /// [`crate::ConfigWriteRequest`]. Errors: as `ConfigRead`, plus `WriteDenied`.
+    ConfigWrite = 8,
+    /// Program one MSI or MSI-X vector in remappable format with an IRTE handle. Request:
+    /// [`crate::MsiProgramRequest`]. Errors: `NoSuchFunction`, `NotOwner`, `NoMsiCapability`,
+    /// `NoMsixCapability`, `VectorOutOfRange`.
+    ProgramMsi = 9,
+    /// Enable SR-IOV virtual functions on a physical function. Request:
+    /// [`crate::EnableVfsRequest`]. Errors: `NoSuchFunction`, `NoSriovCapability`,
+    /// `TooManyVfs`, `VfsAlreadyEnabled`, `VfBusOutOfRange`, `InventoryFull`.
+    EnableVfs = 10,
+}
+
+impl TryFrom<u32> for Operation {
+    type Error = PciError;
+
+    fn try_from(code: u32) -> Result<Self, PciError> {
+        Ok(match code {
+            1 => Operation::FunctionCount,
+            2 => Operation::FunctionAt,
+            3 => Operation::Function,
+            4 => Operation::Quarantine,
+            5 => Operation::Assign,
+            6 => Operation::Release,
+            7 => Operation::ConfigRead,
+            8 => Operation::ConfigWrite,
+            9 => Operation::ProgramMsi,
+            10 => Operation::EnableVfs,
+            _ => return Err(PciError::UnknownOperation),
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! Host tests against the behavioural fakes, one file per concern.
+
+mod enumeration;
+
+use crate::fake::{desktop_topology, q35_ecam, q35_topology, FakeConfigSpace};
+use crate::{EnumerationOptions, Inventory};
+
+/// Enumerates a fake with default options.
+fn enumerate(config: &mut FakeConfigSpace) -> Inventory {
+    Inventory::enumerate(config, &q35_ecam(), EnumerationOptions::default())
+}
+
+/// The q35 fake and its inventory.
+fn q35() -> (FakeConfigSpace, Inventory) {
+    let mut config = q35_topology();
+    let inventory = enumerate(&mut config);
+    (config, inventory)
+}
+
+/// The desktop fake and its inventory.
+fn desktop() -> (FakeConfigSpace, Inventory) {
+    let mut config = desktop_topology();
+    let inventory = enumerate(&mut config);
+    (config, inventory)
+}
