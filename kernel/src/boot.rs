@@ -30,8 +30,9 @@ fn copy_boot_information(mbi: u64) -> &'static [u8] {
 }
 
 fn table_buffer() -> &'static mut [u8] {
+    let buffer = &raw mut TABLE_BUFFER;
     // SAFETY: used only by the boot CPU during `start`, one table at a time.
-    unsafe { &mut *&raw mut TABLE_BUFFER }
+    unsafe { &mut *buffer }
 }
 
 /// Runs the boot sequence and ends the run.
@@ -46,12 +47,20 @@ pub fn start(magic: u64, mbi: u64) -> ! {
     };
     let options = Options::parse(info.cmdline);
     platform::set_exit_device(options.exit);
-    kprintln!("sluice: loader \"{}\" cmdline \"{}\"", info.bootloader, info.cmdline);
+    kprintln!(
+        "sluice: loader \"{}\" cmdline \"{}\"",
+        info.bootloader,
+        info.cmdline
+    );
     for unknown in &options.unknown {
         kprintln!("sluice: warning: unknown command-line flag \"{unknown}\" ignored");
     }
     let mapped = crate::paging::init(&info);
-    kprintln!("sluice: paging: direct map of {} GiB at {:#x}, kernel pages only executable", mapped >> 30, crate::paging::DIRECT_MAP);
+    kprintln!(
+        "sluice: paging: direct map of {} GiB at {:#x}, kernel pages only executable",
+        mapped >> 30,
+        crate::paging::DIRECT_MAP
+    );
 
     for (index, module) in info.modules.iter().enumerate() {
         kprintln!(
@@ -113,7 +122,10 @@ fn describe_acpi(info: &BootInfo<'_>) -> heapless::String<48> {
                 for window in acpi::parse_mcfg(bytes) {
                     kprintln!(
                         "sluice: pci ecam {:#x} segment {} buses {}-{}",
-                        window.base, window.segment, window.start_bus, window.end_bus
+                        window.base,
+                        window.segment,
+                        window.start_bus,
+                        window.end_bus
                     );
                 }
             }

@@ -22,8 +22,16 @@ pub fn raw() -> RawCpu {
     vendor[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
     let leaf1 = __cpuid_count(1, 0);
     let max_extended = __cpuid_count(0x8000_0000, 0).eax;
-    let ext1 = if max_extended >= 0x8000_0001 { __cpuid_count(0x8000_0001, 0).ecx } else { 0 };
-    let svm = if max_extended >= 0x8000_000a { __cpuid_count(0x8000_000a, 0) } else { __cpuid_count(0, 0) };
+    let ext1 = if max_extended >= 0x8000_0001 {
+        __cpuid_count(0x8000_0001, 0).ecx
+    } else {
+        0
+    };
+    let svm = if max_extended >= 0x8000_000a {
+        __cpuid_count(0x8000_000a, 0)
+    } else {
+        __cpuid_count(0, 0)
+    };
     let has_svm = ext1 & (1 << 2) != 0;
     let mut raw = RawCpu {
         vendor,
@@ -59,7 +67,9 @@ pub fn enable_caches() {
     // stale lines survive the mode change (SDM Vol. 3A, 12.5.3).
     unsafe {
         let cr0 = x86::controlregs::cr0();
-        let cleared = cr0 - (x86::controlregs::Cr0::CR0_CACHE_DISABLE | x86::controlregs::Cr0::CR0_NOT_WRITE_THROUGH);
+        let cleared = cr0
+            - (x86::controlregs::Cr0::CR0_CACHE_DISABLE
+                | x86::controlregs::Cr0::CR0_NOT_WRITE_THROUGH);
         if cleared != cr0 {
             core::arch::asm!("wbinvd", options(nostack));
             x86::controlregs::cr0_write(cleared);
@@ -71,6 +81,8 @@ pub fn enable_caches() {
 pub fn cr2() -> u64 {
     let value: u64;
     // SAFETY: reading CR2 has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags))
+    };
     value
 }

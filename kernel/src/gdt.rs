@@ -85,12 +85,16 @@ pub fn init() {
         let tss = &raw mut TSS;
         (*tss).ist[usize::from(IST_DOUBLE_FAULT - 1)] =
             (&raw const DOUBLE_FAULT_STACK as u64) + IST_STACK_SIZE as u64;
-        (*tss).ist[usize::from(IST_NMI - 1)] = (&raw const NMI_STACK as u64) + IST_STACK_SIZE as u64;
+        (*tss).ist[usize::from(IST_NMI - 1)] =
+            (&raw const NMI_STACK as u64) + IST_STACK_SIZE as u64;
         let (low, high) = tss_descriptor(tss as u64);
         let gdt = &raw mut GDT;
         (*gdt)[5] = low;
         (*gdt)[6] = high;
-        let pointer = DescriptorPointer { limit: (size_of::<[u64; 7]>() - 1) as u16, base: gdt as u64 };
+        let pointer = DescriptorPointer {
+            limit: (size_of::<[u64; 7]>() - 1) as u16,
+            base: gdt as u64,
+        };
         core::arch::asm!(
             "lgdt [{pointer}]",
             "push {code}",

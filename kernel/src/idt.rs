@@ -82,8 +82,15 @@ struct Gate {
 }
 
 impl Gate {
-    const ABSENT: Gate =
-        Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+    const ABSENT: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
 
     fn interrupt(handler: u64, ist: u8) -> Gate {
         Gate {
@@ -165,7 +172,10 @@ pub fn init() {
             };
             (*idt)[vector] = Gate::interrupt(*stub as usize as u64, ist);
         }
-        let pointer = DescriptorPointer { limit: (size_of::<[Gate; 256]>() - 1) as u16, base: idt as u64 };
+        let pointer = DescriptorPointer {
+            limit: (size_of::<[Gate; 256]>() - 1) as u16,
+            base: idt as u64,
+        };
         core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags));
     }
 }
@@ -185,8 +195,32 @@ fn report(frame: &ExceptionFrame) {
         "sluice: EXCEPTION {mnemonic} ({name}, vector {}) error={:#x} rip={:#018x} cr2={:#018x} cs={:#x} rflags={:#x}",
         frame.vector, frame.error_code, frame.rip, cr2, frame.cs, frame.rflags
     );
-    kprintln!("  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", frame.rax, frame.rbx, frame.rcx, frame.rdx);
-    kprintln!("  rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}", frame.rsi, frame.rdi, frame.rbp, frame.rsp);
-    kprintln!("  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}", frame.r8, frame.r9, frame.r10, frame.r11);
-    kprintln!("  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}", frame.r12, frame.r13, frame.r14, frame.r15);
+    kprintln!(
+        "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx
+    );
+    kprintln!(
+        "  rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}",
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.rsp
+    );
+    kprintln!(
+        "  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}",
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11
+    );
+    kprintln!(
+        "  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}",
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15
+    );
 }

@@ -57,7 +57,12 @@ extern "C" fn kernel_main(magic: u64, mbi: u64) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     serial::force_unlock();
     match info.location() {
-        Some(at) => kprintln!("sluice: PANIC at {}:{}: {}", at.file(), at.line(), info.message()),
+        Some(at) => kprintln!(
+            "sluice: PANIC at {}:{}: {}",
+            at.file(),
+            at.line(),
+            info.message()
+        ),
         None => kprintln!("sluice: PANIC: {}", info.message()),
     }
     platform::stop(platform::Outcome::Failure("kernel panic"))

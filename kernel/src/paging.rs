@@ -30,6 +30,7 @@ pub const LARGE: u64 = 1 << 7;
 pub const GLOBAL: u64 = 1 << 8;
 pub const NO_EXECUTE: u64 = 1 << 63;
 /// Bits 51:12 of an entry: the physical address of the next level or the page.
+#[allow(dead_code)] // used by user address spaces
 pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 #[repr(C, align(4096))]
@@ -57,7 +58,10 @@ pub fn mapped_end() -> u64 {
 
 /// The kernel image's physical range.
 pub fn kernel_image() -> (u64, u64) {
-    (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
+    (
+        &raw const __kernel_start as u64,
+        &raw const __kernel_end as u64,
+    )
 }
 
 /// A physical address as a pointer through the direct map.
@@ -71,6 +75,7 @@ pub fn static_phys<T>(value: *const T) -> u64 {
 }
 
 /// The kernel's PML4 (physical): user address spaces copy its upper half and low slot.
+#[allow(dead_code)] // used by user address spaces
 pub fn kernel_pml4() -> u64 {
     static_phys(&raw const PML4)
 }
@@ -81,7 +86,9 @@ pub fn low_directory_entry() -> u64 {
 }
 
 fn is_ram(info: &BootInfo<'_>, start: u64, end: u64) -> bool {
-    info.regions.iter().any(|r| r.kind == RegionKind::Available && r.base < end && start < r.end())
+    info.regions
+        .iter()
+        .any(|r| r.kind == RegionKind::Available && r.base < end && start < r.end())
 }
 
 fn cache_flags(info: &BootInfo<'_>, base: u64) -> u64 {
@@ -106,7 +113,8 @@ pub fn init(info: &BootInfo<'_>) -> u64 {
         let low = &raw mut LOW_DIRECTORY;
         for (index, entry) in (*low).0.iter_mut().enumerate() {
             let base = index as u64 * PAGE_2M;
-            let holds_kernel = base < kernel_end.next_multiple_of(PAGE_4K) && kernel_start < base + PAGE_2M;
+            let holds_kernel =
+                base < kernel_end.next_multiple_of(PAGE_4K) && kernel_start < base + PAGE_2M;
             let execute = if holds_kernel { 0 } else { NO_EXECUTE };
             *entry = base | PRESENT | WRITABLE | LARGE | GLOBAL | execute | cache_flags(info, base);
         }
@@ -120,7 +128,13 @@ pub fn init(info: &BootInfo<'_>) -> u64 {
             (*direct_pdpt).0[gib] = static_phys(directory) | PRESENT | WRITABLE;
             for (index, entry) in (*directory).0.iter_mut().enumerate() {
                 let base = gib as u64 * GIB + index as u64 * PAGE_2M;
-                *entry = base | PRESENT | WRITABLE | LARGE | GLOBAL | NO_EXECUTE | cache_flags(info, base);
+                *entry = base
+                    | PRESENT
+                    | WRITABLE
+                    | LARGE
+                    | GLOBAL
+                    | NO_EXECUTE
+                    | cache_flags(info, base);
             }
         }
         (*pml4).0[DIRECT_MAP_SLOT] = static_phys(direct_pdpt) | PRESENT | WRITABLE;

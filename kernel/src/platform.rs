@@ -47,7 +47,11 @@ pub fn stop(outcome: Outcome) -> ! {
     crate::serial::drain();
     match EXIT_DEVICE.load(Ordering::Relaxed) {
         1 => {
-            let value = if success { QEMU_EXIT_SUCCESS } else { QEMU_EXIT_FAILURE };
+            let value = if success {
+                QEMU_EXIT_SUCCESS
+            } else {
+                QEMU_EXIT_FAILURE
+            };
             // SAFETY: the command line said this runs under QEMU with isa-debug-exit at 0xf4.
             unsafe { outb(QEMU_EXIT_PORT, value) };
         }

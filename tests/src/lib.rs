@@ -45,7 +45,11 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "",
         expect: Expect::CleanShutdown,
-        markers: &["sluice: cpu AuthenticAMD svm npt", "sluice: iommu dmar units 1 0xfed90000", "sluice: pci ecam 0xb0000000"],
+        markers: &[
+            "sluice: cpu AuthenticAMD svm npt",
+            "sluice: iommu dmar units 1 0xfed90000",
+            "sluice: pci ecam 0xb0000000",
+        ],
         timeout_secs: 120,
     },
     BootTest {
@@ -77,7 +81,10 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "test-fault=ud",
         expect: Expect::Failure,
-        markers: &["sluice: EXCEPTION #UD (invalid opcode, vector 6)", "sluice: halted: fatal exception"],
+        markers: &[
+            "sluice: EXCEPTION #UD (invalid opcode, vector 6)",
+            "sluice: halted: fatal exception",
+        ],
         timeout_secs: 120,
     },
 ];
@@ -91,7 +98,11 @@ mod tests {
         for (i, a) in BOOT_TESTS.iter().enumerate() {
             assert!(!a.markers.is_empty(), "{} checks no marker", a.name);
             assert!(a.timeout_secs > 0);
-            assert!(BOOT_TESTS[i + 1..].iter().all(|b| b.name != a.name), "duplicate {}", a.name);
+            assert!(
+                BOOT_TESTS[i + 1..].iter().all(|b| b.name != a.name),
+                "duplicate {}",
+                a.name
+            );
         }
     }
 }

@@ -32,10 +32,18 @@ impl core::fmt::Display for AcpiError {
         match self {
             AcpiError::BadRsdp => write!(f, "RSDP signature or checksum is wrong"),
             AcpiError::BadTable { signature, phys } => {
-                write!(f, "table {} at {phys:#x} is malformed", Signature(*signature))
+                write!(
+                    f,
+                    "table {} at {phys:#x} is malformed",
+                    Signature(*signature)
+                )
             }
             AcpiError::TableTooLarge { signature, length } => {
-                write!(f, "table {} is too large ({length} bytes)", Signature(*signature))
+                write!(
+                    f,
+                    "table {} is too large ({length} bytes)",
+                    Signature(*signature)
+                )
             }
             AcpiError::Unreadable(phys) => write!(f, "physical address {phys:#x} is not readable"),
             AcpiError::TooManyTables => write!(f, "root table lists more than {MAX_TABLES} tables"),
@@ -83,7 +91,9 @@ pub const RSDP_SIGNATURE: &[u8; 8] = b"RSD PTR ";
 
 /// Checks an RSDP and returns (revision, root table address, whether it is an XSDT).
 pub fn check_rsdp(rsdp: &[u8]) -> Result<(u8, u64, bool), AcpiError> {
-    if rsdp.get(..8) != Some(RSDP_SIGNATURE.as_slice()) || checksum(rsdp.get(..20).ok_or(AcpiError::BadRsdp)?) != 0 {
+    if rsdp.get(..8) != Some(RSDP_SIGNATURE.as_slice())
+        || checksum(rsdp.get(..20).ok_or(AcpiError::BadRsdp)?) != 0
+    {
         return Err(AcpiError::BadRsdp);
     }
     let revision = u8_at(rsdp, 15).ok_or(AcpiError::BadRsdp)?;
@@ -106,7 +116,10 @@ pub fn check_rsdp(rsdp: &[u8]) -> Result<(u8, u64, bool), AcpiError> {
 /// on 16-byte boundaries (ACPI 6.4, 5.2.5.1). Returns its physical address.
 pub fn scan_bios_for_rsdp(mem: &impl PhysRead) -> Option<u64> {
     let mut ebda_segment = [0u8; 2];
-    let ebda = mem.read(0x40e, &mut ebda_segment).ok().map(|_| u64::from(u16::from_le_bytes(ebda_segment)) << 4);
+    let ebda = mem
+        .read(0x40e, &mut ebda_segment)
+        .ok()
+        .map(|_| u64::from(u16::from_le_bytes(ebda_segment)) << 4);
     let areas = [ebda.map(|e| (e, e + 1024)), Some((0xe_0000, 0x10_0000))];
     for (start, end) in areas.into_iter().flatten() {
         let mut phys = start & !15;
@@ -124,7 +137,8 @@ pub fn scan_bios_for_rsdp(mem: &impl PhysRead) -> Option<u64> {
 /// Reads the table header at `phys` and returns its signature and length.
 fn header(mem: &impl PhysRead, phys: u64) -> Result<([u8; 4], u32), AcpiError> {
     let mut head = [0u8; HEADER_LEN];
-    mem.read(phys, &mut head).map_err(|_| AcpiError::Unreadable(phys))?;
+    mem.read(phys, &mut head)
+        .map_err(|_| AcpiError::Unreadable(phys))?;
     let signature = [head[0], head[1], head[2], head[3]];
     let length = u32_at(&head, 4).unwrap_or(0);
     if (length as usize) < HEADER_LEN {
@@ -134,10 +148,17 @@ fn header(mem: &impl PhysRead, phys: u64) -> Result<([u8; 4], u32), AcpiError> {
 }
 
 /// Reads the whole table at `phys` into `buf`, checking its length and checksum.
-pub fn read_table<'b>(mem: &impl PhysRead, phys: u64, buf: &'b mut [u8]) -> Result<&'b [u8], AcpiError> {
+pub fn read_table<'b>(
+    mem: &impl PhysRead,
+    phys: u64,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], AcpiError> {
     let (signature, length) = header(mem, phys)?;
-    let table = buf.get_mut(..length as usize).ok_or(AcpiError::TableTooLarge { signature, length })?;
-    mem.read(phys, table).map_err(|_| AcpiError::Unreadable(phys))?;
+    let table = buf
+        .get_mut(..length as usize)
+        .ok_or(AcpiError::TableTooLarge { signature, length })?;
+    mem.read(phys, table)
+        .map_err(|_| AcpiError::Unreadable(phys))?;
     if checksum(table) != 0 {
         return Err(AcpiError::BadTable { signature, phys });
     }
@@ -146,7 +167,11 @@ pub fn read_table<'b>(mem: &impl PhysRead, phys: u64, buf: &'b mut [u8]) -> Resu
 
 impl Tables {
     /// Follows the RSDP to the RSDT/XSDT and lists its tables. `scratch` holds the root table.
-    pub fn discover(rsdp: &[u8], mem: &impl PhysRead, scratch: &mut [u8]) -> Result<Self, AcpiError> {
+    pub fn discover(
+        rsdp: &[u8],
+        mem: &impl PhysRead,
+        scratch: &mut [u8],
+    ) -> Result<Self, AcpiError> {
         let (revision, root, extended) = check_rsdp(rsdp)?;
         let root_table = read_table(mem, root, scratch)?;
         let entry = if extended { 8 } else { 4 };
@@ -161,7 +186,13 @@ impl Tables {
             offset += entry;
             // A bad entry is skipped: one broken table must not hide the others.
             if let Ok((signature, length)) = header(mem, phys) {
-                tables.push(TableRef { signature, phys, length }).map_err(|_| AcpiError::TooManyTables)?;
+                tables
+                    .push(TableRef {
+                        signature,
+                        phys,
+                        length,
+                    })
+                    .map_err(|_| AcpiError::TooManyTables)?;
             }
         }
         Ok(Tables { revision, tables })
@@ -169,7 +200,10 @@ impl Tables {
 
     /// The first table with this signature.
     pub fn find(&self, signature: &[u8; 4]) -> Option<TableRef> {
-        self.tables.iter().copied().find(|t| &t.signature == signature)
+        self.tables
+            .iter()
+            .copied()
+            .find(|t| &t.signature == signature)
     }
 }
 
@@ -237,18 +271,27 @@ pub struct Madt {
 
 /// Decodes an MADT; malformed entries end the walk, what came before is kept.
 pub fn parse_madt(table: &[u8]) -> Madt {
-    let mut madt = Madt { local_apic_address: u32_at(table, HEADER_LEN).unwrap_or(0), ..Default::default() };
+    let mut madt = Madt {
+        local_apic_address: u32_at(table, HEADER_LEN).unwrap_or(0),
+        ..Default::default()
+    };
     let mut offset = HEADER_LEN + 8;
     while let (Some(kind), Some(length)) = (u8_at(table, offset), u8_at(table, offset + 1)) {
         let length = usize::from(length);
-        let Some(entry) = table.get(offset..offset + length) else { break };
+        let Some(entry) = table.get(offset..offset + length) else {
+            break;
+        };
         if length < 2 {
             break;
         }
         match (kind, length) {
             (0, 8..) => {
                 let flags = u32_at(entry, 4).unwrap_or(0);
-                let cpu = LocalApic { processor_uid: entry[2], apic_id: entry[3], usable: flags & 0b11 != 0 };
+                let cpu = LocalApic {
+                    processor_uid: entry[2],
+                    apic_id: entry[3],
+                    usable: flags & 0b11 != 0,
+                };
                 let _ = madt.cpus.push(cpu);
             }
             (1, 12..) => {

@@ -40,29 +40,39 @@ pub struct Options<'a> {
 impl<'a> Options<'a> {
     /// Decodes `cmdline`; never fails: what is not understood lands in `unknown`.
     pub fn parse(cmdline: &'a str) -> Self {
-        let mut options = Options { exit: ExitDevice::Halt, test_fault: None, unknown: heapless::Vec::new() };
+        let mut options = Options {
+            exit: ExitDevice::Halt,
+            test_fault: None,
+            unknown: heapless::Vec::new(),
+        };
         for word in cmdline.split_whitespace() {
             let (key, value) = word.split_once('=').unwrap_or((word, ""));
-            let understood = match key {
-                "exit" => match value {
-                    "qemu" => Some(options.exit = ExitDevice::Qemu),
-                    "bochs" => Some(options.exit = ExitDevice::Bochs),
-                    "halt" => Some(options.exit = ExitDevice::Halt),
-                    _ => None,
-                },
-                "test-fault" => {
-                    let fault = match value {
+            let understood = match (key, value) {
+                ("exit", "qemu") => {
+                    options.exit = ExitDevice::Qemu;
+                    true
+                }
+                ("exit", "bochs") => {
+                    options.exit = ExitDevice::Bochs;
+                    true
+                }
+                ("exit", "halt") => {
+                    options.exit = ExitDevice::Halt;
+                    true
+                }
+                ("test-fault", fault) => {
+                    options.test_fault = match fault {
                         "pf" => Some(TestFault::PageFault),
                         "ud" => Some(TestFault::InvalidOpcode),
                         "gp" => Some(TestFault::GeneralProtection),
                         "de" => Some(TestFault::DivideError),
-                        _ => None,
+                        _ => options.test_fault,
                     };
-                    fault.map(|f| options.test_fault = Some(f))
+                    matches!(fault, "pf" | "ud" | "gp" | "de")
                 }
-                _ => None,
+                _ => false,
             };
-            if understood.is_none() {
+            if !understood {
                 // Overflowing the list only loses the warning, not a setting.
                 let _ = options.unknown.push(word);
             }
@@ -84,6 +94,9 @@ mod tests {
         let d = Options::parse("");
         assert_eq!(d.exit, ExitDevice::Halt);
         assert_eq!(d.test_fault, None);
-        assert_eq!(Options::parse("test-fault=ud exit=bochs").test_fault, Some(TestFault::InvalidOpcode));
+        assert_eq!(
+            Options::parse("test-fault=ud exit=bochs").test_fault,
+            Some(TestFault::InvalidOpcode)
+        );
     }
 }

@@ -91,7 +91,11 @@ impl CpuFeatures {
         let virtualization = if Self::vmx_present(raw.leaf1_ecx) {
             // Allowed-1 settings live in the upper 32 bits of each control MSR (SDM A.3).
             let secondary = raw.vmx_procbased & (PROCBASED_SECONDARY << 32) != 0;
-            let allowed2 = if secondary { raw.vmx_procbased2 >> 32 } else { 0 };
+            let allowed2 = if secondary {
+                raw.vmx_procbased2 >> 32
+            } else {
+                0
+            };
             let ept = allowed2 & SECONDARY_EPT != 0;
             Virtualization::Vmx(Vmx {
                 ept,
@@ -110,7 +114,10 @@ impl CpuFeatures {
         } else {
             Virtualization::None
         };
-        CpuFeatures { vendor: raw.vendor, virtualization }
+        CpuFeatures {
+            vendor: raw.vendor,
+            virtualization,
+        }
     }
 
     /// The vendor string, or `unknown` if it is not printable ASCII.
@@ -129,7 +136,11 @@ impl core::fmt::Display for CpuFeatures {
         match self.virtualization {
             Virtualization::Vmx(v) => {
                 write!(f, " vmx")?;
-                for (on, name) in [(v.ept, "ept"), (v.vpid, "vpid"), (v.unrestricted_guest, "ug")] {
+                for (on, name) in [
+                    (v.ept, "ept"),
+                    (v.vpid, "vpid"),
+                    (v.unrestricted_guest, "ug"),
+                ] {
                     if on {
                         write!(f, " {name}")?;
                     }
@@ -138,7 +149,11 @@ impl core::fmt::Display for CpuFeatures {
             }
             Virtualization::Svm(s) => {
                 write!(f, " svm")?;
-                for (on, name) in [(s.nested_paging, "npt"), (s.nrip_save, "nrip"), (s.decode_assists, "decode")] {
+                for (on, name) in [
+                    (s.nested_paging, "npt"),
+                    (s.nrip_save, "nrip"),
+                    (s.decode_assists, "decode"),
+                ] {
                     if on {
                         write!(f, " {name}")?;
                     }
@@ -169,7 +184,9 @@ mod tests {
             ..Default::default()
         };
         let f = CpuFeatures::decode(&raw);
-        let Virtualization::Vmx(v) = f.virtualization else { panic!("expected vmx") };
+        let Virtualization::Vmx(v) = f.virtualization else {
+            panic!("expected vmx")
+        };
         assert!(v.ept && v.vpid && v.unrestricted_guest && v.ept_2m && v.ept_1g);
         assert_eq!(f.to_string(), "GenuineIntel vmx ept vpid ug");
     }
@@ -198,12 +215,22 @@ mod tests {
         };
         let f = CpuFeatures::decode(&raw);
         assert_eq!(f.to_string(), "AuthenticAMD svm npt asids 16");
-        assert!(matches!(f.virtualization, Virtualization::Svm(Svm { nested_paging: true, nrip_save: false, .. })));
+        assert!(matches!(
+            f.virtualization,
+            Virtualization::Svm(Svm {
+                nested_paging: true,
+                nrip_save: false,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn no_virtualization_and_garbage_vendor() {
-        let f = CpuFeatures::decode(&RawCpu { vendor: [0xff; 12], ..Default::default() });
+        let f = CpuFeatures::decode(&RawCpu {
+            vendor: [0xff; 12],
+            ..Default::default()
+        });
         assert_eq!(f.to_string(), "unknown novirt");
     }
 }

@@ -8,4 +8,6 @@ pub mod acpi;
 pub mod bytes;
 pub mod cmdline;
 pub mod cpu_features;
+pub mod elf;
+pub mod frames;
 pub mod multiboot2;

@@ -45,7 +45,10 @@ pub enum Error {
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Error::BadMagic(m) => write!(f, "bad multiboot2 magic {m:#x} (expected {BOOTLOADER_MAGIC:#x})"),
+            Error::BadMagic(m) => write!(
+                f,
+                "bad multiboot2 magic {m:#x} (expected {BOOTLOADER_MAGIC:#x})"
+            ),
             Error::Truncated => write!(f, "boot information truncated"),
             Error::BadTagSize { tag, size } => write!(f, "tag {tag} has bad size {size}"),
             Error::MissingEndTag => write!(f, "boot information has no end tag"),
@@ -182,7 +185,9 @@ impl<'a> BootInfo<'a> {
         loop {
             let tag = u32_at(bytes, offset).ok_or(Error::MissingEndTag)?;
             let size = u32_at(bytes, offset + 4).ok_or(Error::MissingEndTag)?;
-            let end = offset.checked_add(size as usize).ok_or(Error::BadTagSize { tag, size })?;
+            let end = offset
+                .checked_add(size as usize)
+                .ok_or(Error::BadTagSize { tag, size })?;
             if size < 8 || end > bytes.len() {
                 return Err(Error::BadTagSize { tag, size });
             }
@@ -198,8 +203,14 @@ impl<'a> BootInfo<'a> {
                         return Err(Error::BadModule);
                     }
                     let cmdline = c_str(body.get(8..).unwrap_or(&[])).ok_or(Error::BadString)?;
-                    let module = Module { start: start.into(), end: module_end.into(), cmdline };
-                    info.modules.push(module).map_err(|_| Error::TooManyModules)?;
+                    let module = Module {
+                        start: start.into(),
+                        end: module_end.into(),
+                        cmdline,
+                    };
+                    info.modules
+                        .push(module)
+                        .map_err(|_| Error::TooManyModules)?;
                 }
                 TAG_MEMORY_MAP => parse_memory_map(body, &mut info.regions, size)?,
                 TAG_ACPI_OLD => info.rsdp = Some(Rsdp::V1(body)),
@@ -228,7 +239,9 @@ fn parse_memory_map(
         let base = u64_at(entry, 0).ok_or(Error::Truncated)?;
         let length = u64_at(entry, 8).ok_or(Error::Truncated)?;
         let kind = RegionKind::from_raw(u32_at(entry, 16).ok_or(Error::Truncated)?);
-        regions.push(Region { base, length, kind }).map_err(|_| Error::TooManyRegions)?;
+        regions
+            .push(Region { base, length, kind })
+            .map_err(|_| Error::TooManyRegions)?;
     }
     Ok(())
 }
@@ -244,7 +257,7 @@ pub mod tests {
             out.extend_from_slice(&tag.to_le_bytes());
             out.extend_from_slice(&((body.len() + 8) as u32).to_le_bytes());
             out.extend_from_slice(body);
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
         }
@@ -283,7 +296,14 @@ pub mod tests {
             (TAG_BOOTLOADER, b"GRUB 2.06\0".to_vec()),
             (TAG_MODULE, module(0x20_0000, 0x20_8000, "init extra")),
             (TAG_MODULE, module(0x20_8000, 0x21_0000, "pci-server")),
-            (TAG_MEMORY_MAP, memory_map(&[(0, 0x9fc00, 1), (0x9fc00, 0x400, 2), (0x10_0000, 0xfee_0000, 1)])),
+            (
+                TAG_MEMORY_MAP,
+                memory_map(&[
+                    (0, 0x9fc00, 1),
+                    (0x9fc00, 0x400, 2),
+                    (0x10_0000, 0xfee_0000, 1),
+                ]),
+            ),
             (TAG_ACPI_OLD, b"RSD PTR \x00".to_vec()),
         ]);
         let info = BootInfo::parse(BOOTLOADER_MAGIC, &bytes).expect("valid");
@@ -302,23 +322,43 @@ pub mod tests {
     #[test]
     fn refuses_bad_magic_truncation_and_overlong_tags() {
         let good = build(&[(TAG_CMDLINE, b"x\0".to_vec())]);
-        assert_eq!(BootInfo::parse(0x2bad_b002, &good), Err(Error::BadMagic(0x2bad_b002)));
-        assert_eq!(BootInfo::parse(BOOTLOADER_MAGIC, &good[..good.len() - 1]), Err(Error::Truncated));
+        assert_eq!(
+            BootInfo::parse(0x2bad_b002, &good),
+            Err(Error::BadMagic(0x2bad_b002))
+        );
+        assert_eq!(
+            BootInfo::parse(BOOTLOADER_MAGIC, &good[..good.len() - 1]),
+            Err(Error::Truncated)
+        );
         let mut long_tag = good.clone();
         long_tag[12..16].copy_from_slice(&0x1000u32.to_le_bytes());
-        assert!(matches!(BootInfo::parse(BOOTLOADER_MAGIC, &long_tag), Err(Error::BadTagSize { .. })));
+        assert!(matches!(
+            BootInfo::parse(BOOTLOADER_MAGIC, &long_tag),
+            Err(Error::BadTagSize { .. })
+        ));
         let mut no_end = good.clone();
         let n = no_end.len();
         no_end[n - 8..n - 4].copy_from_slice(&77u32.to_le_bytes());
-        assert_eq!(BootInfo::parse(BOOTLOADER_MAGIC, &no_end), Err(Error::MissingEndTag));
+        assert_eq!(
+            BootInfo::parse(BOOTLOADER_MAGIC, &no_end),
+            Err(Error::MissingEndTag)
+        );
         let backwards = build(&[(TAG_MODULE, module(0x3000, 0x2000, "m"))]);
-        assert_eq!(BootInfo::parse(BOOTLOADER_MAGIC, &backwards), Err(Error::BadModule));
+        assert_eq!(
+            BootInfo::parse(BOOTLOADER_MAGIC, &backwards),
+            Err(Error::BadModule)
+        );
     }
 
     #[test]
     fn too_many_modules_is_an_error() {
-        let tags: Vec<_> = (0..=MAX_MODULES as u32).map(|i| (TAG_MODULE, module(i, i + 1, "m"))).collect();
-        assert_eq!(BootInfo::parse(BOOTLOADER_MAGIC, &build(&tags)), Err(Error::TooManyModules));
+        let tags: Vec<_> = (0..=MAX_MODULES as u32)
+            .map(|i| (TAG_MODULE, module(i, i + 1, "m")))
+            .collect();
+        assert_eq!(
+            BootInfo::parse(BOOTLOADER_MAGIC, &build(&tags)),
+            Err(Error::TooManyModules)
+        );
     }
 
     proptest::proptest! {

@@ -14,7 +14,10 @@ pub struct Line {
 impl Line {
     /// An empty line.
     pub const fn new() -> Self {
-        Line { bytes: [0; LINE_CAPACITY], length: 0 }
+        Line {
+            bytes: [0; LINE_CAPACITY],
+            length: 0,
+        }
     }
 
     /// The formatted bytes.

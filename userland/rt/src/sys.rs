@@ -35,7 +35,10 @@ fn status(raw_status: u64) -> Result<(), Status> {
 
 /// Writes bytes to the kernel debug console.
 pub fn debug_write(bytes: &[u8]) -> Result<(), Status> {
-    status(raw(Syscall::DebugWrite, [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0]))
+    status(raw(
+        Syscall::DebugWrite,
+        [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0],
+    ))
 }
 
 /// Ends the calling thread: suspends it for good (a suspended thread never runs again unless
@@ -43,7 +46,10 @@ pub fn debug_write(bytes: &[u8]) -> Result<(), Status> {
 pub fn exit() -> ! {
     loop {
         // Suspend the calling thread (selector 0 names the caller's own thread by convention).
-        let _ = raw(Syscall::ThreadControl, [0, ThreadOperation::Suspend as u64, 0, 0, 0, 0]);
+        let _ = raw(
+            Syscall::ThreadControl,
+            [0, ThreadOperation::Suspend as u64, 0, 0, 0, 0],
+        );
         core::hint::spin_loop();
     }
 }

@@ -17,9 +17,15 @@ impl FakeMemory {
 
 impl PhysRead for FakeMemory {
     fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), AcpiError> {
-        let (&base, block) = self.blocks.range(..=phys).next_back().ok_or(AcpiError::Unreadable(phys))?;
+        let (&base, block) = self
+            .blocks
+            .range(..=phys)
+            .next_back()
+            .ok_or(AcpiError::Unreadable(phys))?;
         let start = (phys - base) as usize;
-        let src = block.get(start..start + buf.len()).ok_or(AcpiError::Unreadable(phys))?;
+        let src = block
+            .get(start..start + buf.len())
+            .ok_or(AcpiError::Unreadable(phys))?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -89,10 +95,22 @@ fn discovers_tables_through_an_acpi_1_rsdp() {
     let tables = Tables::discover(&rsdp, &mem, &mut scratch).expect("discover");
     assert_eq!(tables.revision, 0);
     let names: Vec<_> = tables.tables.iter().map(|t| t.signature).collect();
-    assert_eq!(names, vec![*b"APIC", *b"MCFG", *b"DMAR"], "unreadable entries are skipped");
+    assert_eq!(
+        names,
+        vec![*b"APIC", *b"MCFG", *b"DMAR"],
+        "unreadable entries are skipped"
+    );
     let mut buf = [0u8; 4096];
     let mcfg = read_table(&mem, tables.find(b"MCFG").unwrap().phys, &mut buf).unwrap();
-    assert_eq!(parse_mcfg(mcfg).as_slice(), &[EcamWindow { base: 0xb000_0000, segment: 0, start_bus: 0, end_bus: 255 }]);
+    assert_eq!(
+        parse_mcfg(mcfg).as_slice(),
+        &[EcamWindow {
+            base: 0xb000_0000,
+            segment: 0,
+            start_bus: 0,
+            end_bus: 255
+        }]
+    );
     let mut buf = [0u8; 4096];
     let madt = parse_madt(read_table(&mem, tables.find(b"APIC").unwrap().phys, &mut buf).unwrap());
     assert_eq!(madt.local_apic_address, 0xfee0_0000);
@@ -117,14 +135,23 @@ fn refuses_bad_checksums_and_oversized_tables() {
     let mut broken = rsdp.clone();
     broken[9] ^= 1;
     let mut scratch = [0u8; 4096];
-    assert_eq!(Tables::discover(&broken, &mem, &mut scratch), Err(AcpiError::BadRsdp));
+    assert_eq!(
+        Tables::discover(&broken, &mem, &mut scratch),
+        Err(AcpiError::BadRsdp)
+    );
     let mut bad = table(b"MCFG", &[0; 24]);
     bad[9] ^= 0x55;
     mem.put(0x8000, bad);
     let mut buf = [0u8; 4096];
-    assert!(matches!(read_table(&mem, 0x8000, &mut buf), Err(AcpiError::BadTable { .. })));
+    assert!(matches!(
+        read_table(&mem, 0x8000, &mut buf),
+        Err(AcpiError::BadTable { .. })
+    ));
     let mut small = [0u8; 40];
-    assert!(matches!(read_table(&mem, 0x7000, &mut small), Err(AcpiError::TableTooLarge { .. })));
+    assert!(matches!(
+        read_table(&mem, 0x7000, &mut small),
+        Err(AcpiError::TableTooLarge { .. })
+    ));
 }
 
 proptest::proptest! {
