@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod ipc;
 pub mod syscall;
 pub mod vcpu;
