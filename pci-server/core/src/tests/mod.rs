@@ -1,9 +1,22 @@
 //! Host tests against the behavioural fakes, one file per concern.
 
 mod enumeration;
+mod filter;
+mod groups;
+mod malformed;
+mod msi;
+mod ownership;
+mod properties;
+mod reset;
+mod sriov;
 
 use crate::fake::{desktop_topology, q35_ecam, q35_topology, FakeConfigSpace};
-use crate::{EnumerationOptions, Inventory};
+use crate::{Bdf, EnumerationOptions, Inventory};
+
+/// Shorthand for a BDF.
+fn b(bus: u8, device: u8, function: u8) -> Bdf {
+    Bdf::from_bus_devfn(bus, (device << 3) | function)
+}
 
 /// Enumerates a fake with default options.
 fn enumerate(config: &mut FakeConfigSpace) -> Inventory {
