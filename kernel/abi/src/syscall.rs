@@ -58,7 +58,9 @@ pub struct RawRegisters {
 pub enum Syscall {
     /// `buffer, length`: write bytes to the kernel debug console.
     DebugWrite = 0,
-    /// `destination, quota_bytes, quota_objects, quota_mappings, cpu_mask`: new protection domain.
+    /// `destination, quota_bytes, quota_objects, quota_mappings, cpu_mask, name`: new protection
+    /// domain. `name` packs up to 8 ASCII bytes little-endian (first byte in bits 7:0, NUL-padded);
+    /// the kernel uses it in fault reports.
     CreateProtectionDomain = 1,
     /// `domain, destination, instruction_pointer, stack_pointer, utcb, priority | cpu << 8`.
     CreateThread = 2,
@@ -102,6 +104,11 @@ pub enum Syscall {
     InterruptAcknowledge = 21,
     /// `io_range, domain`: let `domain` access the ports (recorded like a mapping).
     IoAllow = 22,
+    /// `source, domain, destination, rights`: copy the capability at `source` into slot
+    /// `destination` of `domain`'s table with `rights` (a subset of the source's). Needs `MAP`
+    /// on the domain capability. This is how a parent equips a domain before its first thread
+    /// runs; later delegation goes through IPC transfer items.
+    Delegate = 23,
     /// Reserved for the CPU virtualization work: create a VM (guest-physical space).
     CreateVm = 32,
     /// Reserved: create a vCPU in a VM.
@@ -114,7 +121,7 @@ pub enum Syscall {
 
 impl Syscall {
     /// Every call, in number order (for tests and tables).
-    pub const ALL: [Syscall; 27] = [
+    pub const ALL: [Syscall; 28] = [
         Syscall::DebugWrite,
         Syscall::CreateProtectionDomain,
         Syscall::CreateThread,
@@ -138,6 +145,7 @@ impl Syscall {
         Syscall::MemoryPhysical,
         Syscall::InterruptAcknowledge,
         Syscall::IoAllow,
+        Syscall::Delegate,
         Syscall::CreateVm,
         Syscall::CreateVcpu,
         Syscall::VmMap,
@@ -518,7 +526,7 @@ mod tests {
         for call in Syscall::ALL {
             assert_eq!(Syscall::try_from(call as u64), Ok(call));
         }
-        for number in [23u64, 31, 36, 1000, u64::MAX] {
+        for number in [24u64, 31, 36, 1000, u64::MAX] {
             assert_eq!(Syscall::try_from(number), Err(Status::UnknownSyscall));
         }
     }

@@ -27,6 +27,8 @@ pub enum DecodedSyscall {
         destination: Selector,
         limit: Resources,
         cpu_mask: u64,
+        /// Up to 8 printable ASCII bytes, NUL-padded (checked).
+        name: [u8; 8],
     },
     /// Create a thread in `domain`.
     CreateThread {
@@ -113,6 +115,13 @@ pub enum DecodedSyscall {
     MemoryPhysical { memory: Selector, offset: u64 },
     /// Acknowledge `interrupt`.
     InterruptAcknowledge { interrupt: Selector },
+    /// Copy `source` into `destination` of `domain`'s table with `rights`.
+    Delegate {
+        source: Selector,
+        domain: Selector,
+        destination: Selector,
+        rights: u64,
+    },
     /// Let `domain` use the ports of `io_range`.
     IoAllow {
         io_range: Selector,
@@ -179,7 +188,7 @@ pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSy
             let buffer = UserSlice::new(a.raw(0), a.raw(1))?;
             (DecodedSyscall::DebugWrite { buffer }, 2)
         }
-        Syscall::CreateProtectionDomain => (decode_create_domain(a)?, 5),
+        Syscall::CreateProtectionDomain => (decode_create_domain(a)?, 6),
         Syscall::CreateThread => (decode_create_thread(a)?, 6),
         Syscall::CreatePortal => {
             let handler = a.selector(0)?;
@@ -347,6 +356,24 @@ pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSy
             let domain = a.selector(1)?;
             (DecodedSyscall::IoAllow { io_range, domain }, 2)
         }
+        Syscall::Delegate => {
+            let source = a.selector(0)?;
+            let domain = a.selector(1)?;
+            let destination = a.selector(2)?;
+            let rights = a.raw(3);
+            if rights & !ALL_RIGHTS_BITS != 0 {
+                return Err(Status::InvalidRights);
+            }
+            (
+                DecodedSyscall::Delegate {
+                    source,
+                    domain,
+                    destination,
+                    rights,
+                },
+                4,
+            )
+        }
         Syscall::CreateVm | Syscall::CreateVcpu | Syscall::VmMap | Syscall::VcpuControl => {
             return Err(Status::NotImplemented)
         }
@@ -363,10 +390,19 @@ fn decode_create_domain(a: &Arguments<'_>) -> Result<DecodedSyscall, Status> {
         mappings: a.u32(3)?,
     };
     let cpu_mask = a.raw(4);
+    let name = a.raw(5).to_le_bytes();
+    let length = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    let printable = name[..length]
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b'-' || *b == b'_');
+    if !printable || name[length..].iter().any(|b| *b != 0) {
+        return Err(Status::InvalidArgument);
+    }
     Ok(DecodedSyscall::CreateProtectionDomain {
         destination,
         limit,
         cpu_mask,
+        name,
     })
 }
 

@@ -37,6 +37,28 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
         Ok(())
     }
 
+    /// `delegate`: copy the capability at `source` into the free slot `destination` of the table
+    /// of the domain named by `domain` (needs `MAP` on it), with `rights` (a subset of the
+    /// source's). The copy is a child of the source in the derivation tree.
+    ///
+    /// Errors: lookup errors for either selector, `InvalidRights`, `InvalidSelector` or
+    /// `SlotOccupied` for the destination, `Aborted` (the domain is torn down).
+    pub fn delegate(
+        &mut self,
+        caller: ObjectId,
+        source: Selector,
+        domain: Selector,
+        destination: Selector,
+        rights: u64,
+    ) -> Result<(), Status> {
+        let (source_address, source_capability) = self.lookup_any(caller, source)?;
+        let copy = derive(&source_capability, rights)?;
+        let receiver = self.map_target(caller, domain)?;
+        let destination = self.free_slot(receiver, destination)?;
+        self.insert_capability(destination, copy, Some(source_address));
+        Ok(())
+    }
+
     /// Delegation with a message: copy each item's capability from `sender`'s table into
     /// `receiver`'s at the item's destination, rights narrowed to the item's mask. Every item is
     /// validated before any is copied; one bad item fails the whole transfer with its status.

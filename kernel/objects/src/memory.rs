@@ -200,7 +200,11 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     }
 
     /// The domain named by a domain capability with `MAP`, checked live.
-    fn map_target(&self, caller: ObjectId, domain: Selector) -> Result<ObjectId, Status> {
+    pub(crate) fn map_target(
+        &self,
+        caller: ObjectId,
+        domain: Selector,
+    ) -> Result<ObjectId, Status> {
         let (_, capability) = self.lookup(
             caller,
             domain,

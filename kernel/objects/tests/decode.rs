@@ -195,7 +195,23 @@ fn check_invariants(decoded: &DecodedSyscall, registers: &RawRegisters) {
             assert!(buffer.length() <= DEBUG_WRITE_MAX);
             vec![]
         }
-        DecodedSyscall::CreateProtectionDomain { destination, .. } => vec![destination],
+        DecodedSyscall::CreateProtectionDomain {
+            destination, name, ..
+        } => {
+            let length = name.iter().position(|b| *b == 0).unwrap_or(8);
+            assert!(name[..length].iter().all(|b| b.is_ascii_graphic()));
+            assert!(name[length..].iter().all(|b| *b == 0));
+            vec![destination]
+        }
+        DecodedSyscall::Delegate {
+            source,
+            domain,
+            destination,
+            rights,
+        } => {
+            assert_eq!(rights & !ALL_RIGHTS_BITS, 0);
+            vec![source, domain, destination]
+        }
         DecodedSyscall::CreateThread {
             domain,
             destination,
