@@ -171,7 +171,12 @@ pub(crate) fn add_enabled_virtual_functions<C: ConfigSpace + ?Sized>(
         let Some(capability) = pf_info.capabilities.sriov else {
             continue;
         };
-        let count = capability.num_vfs.min(capability.total_vfs);
+        let mut count = capability.num_vfs.min(capability.total_vfs);
+        let room = u16::try_from(inventory.free_slots()).unwrap_or(u16::MAX);
+        if count > room {
+            inventory.note(TopologyError::InventoryFull);
+            count = room;
+        }
         let Ok(bdfs) = virtual_function_bdfs(inventory, pf, &capability, count) else {
             inventory.note(TopologyError::VirtualFunctionsOutOfRange {
                 physical_function: pf,
