@@ -90,13 +90,17 @@ pub struct BootCapability {
 impl BootCapability {
     /// The name as text (up to the first NUL), or "" if it is not UTF-8.
     pub fn name(&self) -> &str {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        let end = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
         core::str::from_utf8(&self.name[..end]).unwrap_or("")
     }
 }
 
 /// Most listed boot capabilities.
-pub const MAX_BOOT_CAPABILITIES: usize = 48;
+pub const MAX_BOOT_CAPABILITIES: usize = 40;
 /// `BootInfo::magic`.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"SLBOOT01");
 
@@ -119,6 +123,8 @@ pub struct BootInfo {
     pub gsi_count: u32,
     /// First interrupt line usable for MSIs.
     pub first_msi_line: u32,
+    /// The kernel command line (NUL-padded): flags meant for init start with `init.`.
+    pub kernel_cmdline: [u8; 256],
     pub capabilities: [BootCapability; MAX_BOOT_CAPABILITIES],
 }
 
@@ -134,10 +140,26 @@ impl BootInfo {
         &self.capabilities[..count]
     }
 
+    /// The kernel command line as text (up to the first NUL), or "" if it is not UTF-8.
+    pub fn cmdline(&self) -> &str {
+        let end = self
+            .kernel_cmdline
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.kernel_cmdline.len());
+        core::str::from_utf8(&self.kernel_cmdline[..end]).unwrap_or("")
+    }
+
+    /// Whether the kernel command line carries the word `flag` (e.g. `init.misbehave`).
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.cmdline().split_whitespace().any(|word| word == flag)
+    }
+
     /// The first listed module whose name (first word of its command line) is `name`.
     pub fn module(&self, name: &str) -> Option<&BootCapability> {
         self.listed().iter().find(|c| {
-            c.kind == BootCapabilityKind::Module as u32 && c.name().split_whitespace().next() == Some(name)
+            c.kind == BootCapabilityKind::Module as u32
+                && c.name().split_whitespace().next() == Some(name)
         })
     }
 }
@@ -153,12 +175,19 @@ mod tests {
         assert!(info.listed().is_empty(), "no magic, nothing listed");
         info.magic = BOOT_INFO_MAGIC;
         info.capability_count = 1000;
-        assert_eq!(info.listed().len(), MAX_BOOT_CAPABILITIES, "count is clamped");
+        assert_eq!(
+            info.listed().len(),
+            MAX_BOOT_CAPABILITIES,
+            "count is clamped"
+        );
         info.capability_count = 2;
         info.capabilities[0].kind = BootCapabilityKind::Module as u32;
         info.capabilities[0].name[..19].copy_from_slice(b"pci-server --quiet\0");
         info.capabilities[1].kind = BootCapabilityKind::Ram as u32;
         assert_eq!(info.module("pci-server").map(|c| c.kind), Some(1));
         assert!(info.module("pci").is_none());
+        info.kernel_cmdline[..26].copy_from_slice(b"exit=qemu init.misbehave x");
+        assert!(info.has_flag("init.misbehave"));
+        assert!(!info.has_flag("init"));
     }
 }
