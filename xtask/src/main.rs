@@ -65,6 +65,9 @@ enum Commands {
         /// Instruction-exact timing under QEMU (`-icount shift=0,sleep=off`).
         #[arg(long)]
         icount: bool,
+        /// Number of emulated CPUs (overrides the manifest's `machine.cpus`).
+        #[arg(long, value_name = "N")]
+        smp: Option<u32>,
     },
     /// Validate a system manifest and print its platform report.
     Check {
@@ -149,6 +152,7 @@ fn dispatch(command: Commands) -> Result<bool, String> {
             timeout,
             cmdline,
             icount,
+            smp,
         } => {
             let plan = system::load(system.as_deref())?;
             let bochs = emulator == Emulator::Bochs;
@@ -169,7 +173,10 @@ fn dispatch(command: Commands) -> Result<bool, String> {
                 output: dir.join("sluice.iso"),
             };
             let iso = image::build(&spec)?;
-            let machine = plan.machine(&dir)?;
+            let mut machine = plan.machine(&dir)?;
+            if let Some(cpus) = smp {
+                machine.set_cpus(cpus)?;
+            }
             eprintln!(
                 "xtask: booting system \"{}\" ({}) on {emulator:?} (timeout {timeout} s)",
                 plan.name,

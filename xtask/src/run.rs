@@ -37,6 +37,23 @@ pub struct Machine {
     pub cpus: u32,
 }
 
+impl Machine {
+    /// Overrides the number of CPUs (QEMU `-smp`, Bochs `count`).
+    pub fn set_cpus(&mut self, cpus: u32) -> Result<(), String> {
+        if !(1..=8).contains(&cpus) {
+            return Err(format!("--smp {cpus}: Sluice brings up 1 to 8 CPUs"));
+        }
+        self.cpus = cpus;
+        match self.qemu_args.iter().position(|a| a == "-smp") {
+            Some(at) if at + 1 < self.qemu_args.len() => self.qemu_args[at + 1] = cpus.to_string(),
+            _ => self
+                .qemu_args
+                .extend(["-smp".to_string(), cpus.to_string()]),
+        }
+        Ok(())
+    }
+}
+
 /// How to run.
 pub struct RunOptions {
     pub emulator: Emulator,
@@ -273,6 +290,26 @@ mod tests {
         assert!(config.contains("display_library: rfb, options=\"timeout=0\""));
         assert!(config.contains("ata0-master: type=cdrom, path=/x/a.iso, status=inserted"));
         assert!(config.contains("com1: enabled=1, mode=file, dev=/x/s.txt"));
+    }
+
+    #[test]
+    fn smp_override_replaces_or_adds_the_qemu_argument() {
+        let mut machine = Machine {
+            qemu_args: vec!["-m".into(), "512M".into(), "-smp".into(), "1".into()],
+            memory_mib: 512,
+            cpus: 1,
+        };
+        machine.set_cpus(2).unwrap();
+        assert_eq!(machine.qemu_args, vec!["-m", "512M", "-smp", "2"]);
+        assert_eq!(machine.cpus, 2);
+        let mut bare = Machine {
+            qemu_args: vec![],
+            memory_mib: 512,
+            cpus: 1,
+        };
+        bare.set_cpus(3).unwrap();
+        assert_eq!(bare.qemu_args, vec!["-smp", "3"]);
+        assert!(bare.set_cpus(0).is_err() && bare.set_cpus(9).is_err());
     }
 
     #[test]
