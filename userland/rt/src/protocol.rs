@@ -326,6 +326,27 @@ pub fn serve(buffer: &mut MessageBuffer, name: &str) -> ! {
     }
 }
 
+/// The life of a server of this issue after it logged `NAME: started`: if it has a peer, say
+/// hello to it and log `NAME: PEER answered hello: version V`; tell the parent `READY` through
+/// `parent`; then [`serve`] forever. Failures are logged, never a panic.
+pub fn run_server(
+    buffer: &mut MessageBuffer,
+    name: &str,
+    peer: Option<(Selector, &str)>,
+    parent: Selector,
+) -> ! {
+    if let Some((portal, peer_name)) = peer {
+        match hello(buffer, portal) {
+            Ok(version) => crate::log!("{name}: {peer_name} answered hello: version {version}"),
+            Err(error) => crate::log!("{name}: hello to {peer_name} failed: {error}"),
+        }
+    }
+    if let Err(error) = ready(buffer, parent) {
+        crate::log!("{name}: telling the parent ready failed: {error}");
+    }
+    serve(buffer, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
