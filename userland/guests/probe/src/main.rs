@@ -1,0 +1,133 @@
+//! The probe guest: a bare-metal program the vmm-server runs in a VM to check its own device
+//! models and the kernel's CPU virtualization end to end. It starts in real mode at
+//! [`REAL_MODE_ENTRY`](guest_probe::layout::REAL_MODE_ENTRY), switches to long mode
+//! (`boot.rs`), then runs its checks in order, printing `probe: ok <check>` after each:
+//!
+//! 1. `long-mode`, 2. `uart`, 3. `cpuid`, 4. `mmio`, 5. `msr`, 6. `timer`
+//!
+//! and ends with `probe: all checks passed` and status 0 on the debug-exit port, or
+//! `probe: FAIL <check>: <what>: expected <x>, got <y>` and the check's number. With
+//! `probe.mode=triple-fault` on its command line it ends with `probe: triple fault on purpose`
+//! and a triple fault instead. README.md documents how a VMM loads and starts it.
+//!
+//! Built for the host (as `cargo test` does), this binary is an empty stub: the guest exists
+//! only for `x86_64-unknown-none`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod checks;
+#[cfg(target_os = "none")]
+mod descriptors;
+#[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
+mod port;
+#[cfg(target_os = "none")]
+mod report;
+#[cfg(target_os = "none")]
+mod serial;
+
+#[cfg(target_os = "none")]
+mod guest {
+    //! The run: descriptor tables, console, parameters, the checks, the ending.
+    use core::fmt::Display;
+
+    use guest_probe::check::{Check, Mismatch, PASS_STATUS};
+    use guest_probe::layout::PARAMETERS_ADDRESS;
+    use guest_probe::parameters::{self, Escaped, Mode, BLOCK_BYTES};
+
+    use crate::{checks, descriptors, println, report, serial};
+
+    /// Prints `probe: ok <check>` or fails the run.
+    fn passed<T>(check: Check, result: Result<T, Mismatch>) -> T {
+        match result {
+            Ok(value) => {
+                println!("probe: ok {check}");
+                value
+            }
+            Err(mismatch) => report::fail(check, mismatch),
+        }
+    }
+
+    fn passed_with<T: Display>(check: Check, result: Result<T, Mismatch>) {
+        match result {
+            Ok(detail) => println!("probe: ok {check} ({detail})"),
+            Err(mismatch) => report::fail(check, mismatch),
+        }
+    }
+
+    /// The parameter block as the VMM left it.
+    fn parameter_block() -> &'static [u8] {
+        // SAFETY: the block is a page of the image at PARAMETERS_ADDRESS (linker.ld),
+        // identity-mapped; the VMM writes it before the vCPU starts and nothing writes it
+        // afterwards. Reading it through an address rather than the `probe_parameters`
+        // symbol keeps the compiler from assuming the image's default contents.
+        unsafe { core::slice::from_raw_parts(PARAMETERS_ADDRESS.0 as *const u8, BLOCK_BYTES) }
+    }
+
+    /// Called from `boot.rs` in 64-bit mode with interrupts disabled.
+    pub extern "C" fn probe_main() -> ! {
+        descriptors::install();
+        if let Err(mismatch) = serial::initialize() {
+            // The console may not work: try anyway, then exit with the UART's status.
+            report::fail(Check::Uart, mismatch);
+        }
+        println!("probe: hello from long mode");
+        passed(Check::LongMode, checks::long_mode::run());
+        println!("probe: ok {}", Check::Uart);
+
+        let parameters = match parameters::decode(parameter_block()) {
+            Ok(parameters) => parameters,
+            Err(error) => report::fail(Check::Parameters, error),
+        };
+        println!(
+            "probe: command line \"{}\", mode {}",
+            Escaped(parameters.command_line),
+            parameters.mode.name()
+        );
+
+        passed(Check::Cpuid, checks::cpuid::run());
+        passed(Check::Mmio, checks::mmio::run());
+        passed(Check::Msr, checks::msr::run());
+        passed_with(
+            Check::Timer,
+            checks::timer::run().map(|seen| TimerSummary(seen.ticks, seen.halts)),
+        );
+
+        match parameters.mode {
+            Mode::Checks => {
+                println!("probe: all checks passed");
+                report::exit(PASS_STATUS)
+            }
+            Mode::TripleFault => {
+                println!("probe: triple fault on purpose");
+                descriptors::triple_fault()
+            }
+        }
+    }
+
+    /// `<ticks> ticks after <halts> HLT`.
+    struct TimerSummary(u64, u32);
+
+    impl Display for TimerSummary {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "{} ticks after {} HLT", self.0, self.1)
+        }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        report::fail(Check::Panic, info)
+    }
+}
+
+#[cfg(target_os = "none")]
+use guest::probe_main;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("guest-probe is a bare-metal guest: build it with --target x86_64-unknown-none");
+    std::process::exit(2);
+}
