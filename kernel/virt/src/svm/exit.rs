@@ -1,0 +1,250 @@
+//! SVM exit decoding: EXITCODE, EXITINFO1/2, EXITINTINFO, nRIP and the state save area (APM
+//! Vol. 2 section 15.6 and Appendix C) become one [`ExitMessage`].
+//!
+//! Reason mapping: 0x40..0x5f exception -> `Exception`, 0x60 INTR and 0x61 NMI -> `Preempted`,
+//! 0x64 VINTR -> `InterruptWindow`, 0x72 -> `Cpuid`, 0x78 -> `Hlt`, 0x7b -> `Io`, 0x7c ->
+//! `MsrRead` / `MsrWrite`, 0x7f -> `Shutdown`, 0x400 -> `MemoryFault`, -1 ->
+//! `InvalidGuestState`, anything else -> `Unknown` with EXITINFO1.
+use core::borrow::Borrow;
+
+use sluice_abi::vcpu::{
+    ActivityState, DecodeError, DescriptorTable, Exception, ExceptionVector, ExitMessage,
+    ExitReason, Gpr, GuestPhys, InstructionLength, Interruptibility, IoDirection, IoExit, IoSize,
+    MemoryAccess, Mtd, Segment, SegmentAttributes, VcpuState,
+};
+
+use super::vmcb::{Vmcb, VmcbField, VmcbSegment, INTERRUPT_SHADOW, VMCB_SIZE};
+use super::{exit_code, SvmFeatures};
+use crate::error::ExitError;
+use crate::state::{decode_event, SavedRegisters, Vendor, BASE_STATE};
+use crate::vmx::exit::{edx_eax, GPR_GROUPS};
+
+/// IA32_EFER.SVME (APM Vol. 2 section 3.1.7): set in every guest's VMCB EFER because VMRUN
+/// requires it, and hidden from the guest's view.
+pub(crate) const EFER_SVME: u64 = 1 << 12;
+/// CR0.PE.
+const CR0_PE: u64 = 1 << 0;
+/// Guest-physical addresses are below 2^52.
+const GPA_LIMIT: u64 = 1 << 52;
+
+/// Segment pairs of each state group, in message order.
+pub(crate) const SEGMENT_GROUPS: [(Mtd, [VmcbSegment; 2]); 4] = [
+    (Mtd::SEGMENT_CS_SS, [VmcbSegment::Cs, VmcbSegment::Ss]),
+    (Mtd::SEGMENT_DS_ES, [VmcbSegment::Ds, VmcbSegment::Es]),
+    (Mtd::SEGMENT_FS_GS, [VmcbSegment::Fs, VmcbSegment::Gs]),
+    (Mtd::SEGMENT_TR_LDTR, [VmcbSegment::Tr, VmcbSegment::Ldtr]),
+];
+
+/// Decodes the exit recorded in `vmcb`. `saved` holds the GPRs the kernel saved after VMRUN
+/// (all but RAX and RSP); `requested` adds state groups to [`BASE_STATE`].
+pub fn decode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    saved: &SavedRegisters,
+    requested: Mtd,
+    features: SvmFeatures,
+) -> Result<ExitMessage, ExitError> {
+    let code = vmcb.read(VmcbField::EXITCODE);
+    let info1 = vmcb.read(VmcbField::EXITINFO1);
+    let info2 = vmcb.read(VmcbField::EXITINFO2);
+    let rax = vmcb.read(VmcbField::RAX);
+    let mut gpr = saved.gpr;
+    gpr.set(Gpr::Rax, rax);
+    let reason = match code {
+        exit_code::EXCEPTION_BASE..=exit_code::EXCEPTION_LAST => {
+            let vector = (code - exit_code::EXCEPTION_BASE) as u8;
+            let bad = |error| ExitError::BadEvent {
+                source: "exception intercept",
+                error,
+            };
+            let number = ExceptionVector::new(vector).ok_or(bad(DecodeError::BadVector(vector)))?;
+            // EXITINFO1 holds the error code of exceptions that push one; real mode pushes none.
+            let protected = vmcb.read(VmcbField::CR0) & CR0_PE != 0;
+            let error_code = (protected && number.delivers_error_code()).then_some(info1 as u32);
+            ExitReason::Exception(Exception::new(number, error_code).map_err(bad)?)
+        }
+        exit_code::INTR | exit_code::NMI => ExitReason::Preempted,
+        exit_code::VINTR => ExitReason::InterruptWindow,
+        exit_code::CPUID => ExitReason::Cpuid,
+        exit_code::HLT => ExitReason::Hlt,
+        exit_code::IOIO => ExitReason::Io(io_exit(info1)?),
+        exit_code::MSR => match info1 {
+            0 => ExitReason::MsrRead {
+                msr: gpr.get(Gpr::Rcx) as u32,
+            },
+            1 => ExitReason::MsrWrite {
+                msr: gpr.get(Gpr::Rcx) as u32,
+                value: edx_eax(&gpr),
+            },
+            other => return Err(ExitError::BadMsrAccess(other)),
+        },
+        exit_code::SHUTDOWN => ExitReason::Shutdown,
+        exit_code::NPF => {
+            if info2 >= GPA_LIMIT {
+                return Err(ExitError::GuestPhysicalAddressTooWide(info2));
+            }
+            // EXITINFO1 is a #PF-style error code: bit 1 write, bit 4 instruction fetch.
+            let access = if info1 & (1 << 4) != 0 {
+                MemoryAccess::Execute
+            } else if info1 & (1 << 1) != 0 {
+                MemoryAccess::Write
+            } else {
+                MemoryAccess::Read
+            };
+            ExitReason::MemoryFault {
+                gpa: GuestPhys(info2),
+                access,
+            }
+        }
+        exit_code::INVALID => ExitReason::InvalidGuestState { detail: info1 },
+        _ => ExitReason::Unknown { raw: info1 },
+    };
+    let instruction_length = match code {
+        exit_code::CPUID | exit_code::HLT | exit_code::IOIO | exit_code::MSR
+            if features.nrip_save =>
+        {
+            let length = vmcb
+                .read(VmcbField::NEXT_RIP)
+                .wrapping_sub(vmcb.read(VmcbField::RIP));
+            Some(
+                u8::try_from(length)
+                    .ok()
+                    .and_then(InstructionLength::new)
+                    .ok_or(ExitError::BadInstructionLength {
+                        exit_code: code,
+                        length,
+                    })?,
+            )
+        }
+        _ => None,
+    };
+    let state = read_state(vmcb, &gpr, requested.union(BASE_STATE))?;
+    Ok(ExitMessage {
+        reason,
+        instruction_length,
+        hardware_exit_code: code,
+        state,
+    })
+}
+
+/// IOIO EXITINFO1 (APM Vol. 2 section 15.10.2, Figure 15-2): TYPE (bit 0, 1 = IN), STR (2),
+/// REP (3), SZ8/SZ16/SZ32 (4..6, exactly one set), port (31:16).
+fn io_exit(info1: u64) -> Result<IoExit, ExitError> {
+    let size = match (info1 >> 4) & 0x7 {
+        0b001 => IoSize::Byte,
+        0b010 => IoSize::Word,
+        0b100 => IoSize::Dword,
+        _ => return Err(ExitError::BadIoSize(info1)),
+    };
+    Ok(IoExit {
+        port: (info1 >> 16) as u16,
+        size,
+        direction: if info1 & 1 != 0 {
+            IoDirection::In
+        } else {
+            IoDirection::Out
+        },
+        string: info1 & (1 << 2) != 0,
+        rep: info1 & (1 << 3) != 0,
+    })
+}
+
+fn read_segment<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>, segment: VmcbSegment) -> Segment {
+    // The VMCB attribute field uses 12 bits; the rest are reserved and dropped.
+    let attributes = (vmcb.read(segment.attributes()) & 0xfff) as u16;
+    Segment {
+        selector: vmcb.read(segment.selector()) as u16,
+        attributes: SegmentAttributes::new(attributes).unwrap_or_default(),
+        limit: vmcb.read(segment.limit()) as u32,
+        base: vmcb.read(segment.base()),
+    }
+}
+
+fn read_table<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    table: VmcbSegment,
+    name: &'static str,
+) -> Result<DescriptorTable, ExitError> {
+    let limit = vmcb.read(table.limit());
+    Ok(DescriptorTable {
+        base: vmcb.read(table.base()),
+        limit: u16::try_from(limit)
+            .map_err(|_| ExitError::DescriptorLimitTooLarge { table: name, limit })?,
+    })
+}
+
+fn read_state<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    gpr: &sluice_abi::vcpu::GeneralRegisters,
+    mtd: Mtd,
+) -> Result<VcpuState, ExitError> {
+    let mut state = VcpuState {
+        mtd,
+        ..VcpuState::default()
+    };
+    for (group, registers) in GPR_GROUPS {
+        if mtd.contains(group) {
+            for &register in registers {
+                state.gpr.set(register, gpr.get(register));
+            }
+        }
+    }
+    if mtd.contains(Mtd::RSP) {
+        state.gpr.set(Gpr::Rsp, vmcb.read(VmcbField::RSP));
+    }
+    if mtd.contains(Mtd::RIP) {
+        state.rip = vmcb.read(VmcbField::RIP);
+    }
+    if mtd.contains(Mtd::RFLAGS) {
+        state.rflags = vmcb.read(VmcbField::RFLAGS);
+    }
+    if mtd.contains(Mtd::CONTROL_REGISTERS) {
+        state.cr0 = vmcb.read(VmcbField::CR0);
+        state.cr2 = vmcb.read(VmcbField::CR2);
+        state.cr3 = vmcb.read(VmcbField::CR3);
+        state.cr4 = vmcb.read(VmcbField::CR4);
+    }
+    if mtd.contains(Mtd::EFER) {
+        state.efer = vmcb.read(VmcbField::EFER) & !EFER_SVME;
+    }
+    for (group, [first, second]) in SEGMENT_GROUPS {
+        if mtd.contains(group) {
+            let (a, b) = (read_segment(vmcb, first), read_segment(vmcb, second));
+            let (slot_a, slot_b) = match first {
+                VmcbSegment::Cs => (&mut state.cs, &mut state.ss),
+                VmcbSegment::Ds => (&mut state.ds, &mut state.es),
+                VmcbSegment::Fs => (&mut state.fs, &mut state.gs),
+                _ => (&mut state.tr, &mut state.ldtr),
+            };
+            *slot_a = a;
+            *slot_b = b;
+        }
+    }
+    if mtd.contains(Mtd::DESCRIPTOR_TABLES) {
+        state.gdtr = read_table(vmcb, VmcbSegment::Gdtr, "GDTR")?;
+        state.idtr = read_table(vmcb, VmcbSegment::Idtr, "IDTR")?;
+    }
+    if mtd.contains(Mtd::INTERRUPT_STATE) {
+        let shadow = vmcb.read(VmcbField::INTERRUPT_SHADOW) & INTERRUPT_SHADOW != 0;
+        let bits = if shadow {
+            Interruptibility::BLOCKING_BY_STI
+        } else {
+            0
+        };
+        state.interruptibility = Interruptibility::new(bits).unwrap_or_default();
+        // HLT is intercepted; an SVM guest is always active when it exits.
+        state.activity = ActivityState::Active;
+    }
+    if mtd.contains(Mtd::PENDING_EVENT) {
+        let info = vmcb.read(VmcbField::EXITINTINFO);
+        state.pending_event = decode_event(
+            info & 0xffff_ffff,
+            (info >> 32) as u32,
+            "EXITINTINFO",
+            Vendor::Svm,
+        )?;
+    }
+    if mtd.contains(Mtd::TSC_OFFSET) {
+        state.tsc_offset = vmcb.read(VmcbField::TSC_OFFSET);
+    }
+    Ok(state)
+}

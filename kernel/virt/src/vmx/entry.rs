@@ -1,0 +1,235 @@
+//! Applying a VMM [`Reply`] on VMX: the list of VMWRITEs (state groups the reply carries, event
+//! injection through the VM-entry interruption-information field, interrupt-window exiting),
+//! plus the kernel-saved registers to restore. Everything is validated before the plan exists,
+//! so a refused reply changes nothing.
+use heapless::Vec;
+use sluice_abi::vcpu::{ActivityState, Event, Gpr, Interruptibility, Mtd, Reply};
+
+use super::control_bits::{EntryControls, PrimaryProcessorControls};
+use super::controls::ControlRegisterPolicy;
+use super::exit::{activity_state, GPR_GROUPS, SEGMENT_GROUPS};
+use super::fields::VmcsField;
+use super::{read_field, VmcsRead};
+use crate::error::ReplyError;
+use crate::state::{
+    access_rights_from_attributes, check_injection, check_rflags, injection_word, SavedRegisters,
+};
+
+/// Most VMWRITEs one plan can hold (every group, an injection and the window control).
+pub const MAX_ENTRY_WRITES: usize = 64;
+
+/// IA32_EFER.LMA (SDM Vol. 3A section 2.2.1).
+const EFER_LMA: u64 = 1 << 10;
+/// CR0.PE.
+const CR0_PE: u64 = 1 << 0;
+/// Interruptibility bits the reply controls (STI, MOV SS, NMI).
+const INTERRUPTIBILITY_CARRIED: u64 = 0b1011;
+/// Exceptions for which VM entry requires an error code in protected mode and refuses one
+/// otherwise: #DF, #TS, #NP, #SS, #GP, #PF, #AC (SDM Vol. 3C section 27.2.1.3).
+const ERROR_CODE_VECTORS: [u8; 7] = [8, 10, 11, 12, 13, 14, 17];
+
+/// One VMWRITE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmcsWrite {
+    /// The field.
+    pub field: VmcsField,
+    /// The value.
+    pub value: u64,
+}
+
+/// What the kernel does before VMRESUME: VMWRITE every entry of `writes` in order, and restore
+/// the guest GPRs (and CR2) from `saved`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryPlan {
+    /// VMWRITEs in order.
+    pub writes: Vec<VmcsWrite, MAX_ENTRY_WRITES>,
+    /// The kernel-saved registers with the reply's updates applied.
+    pub saved: SavedRegisters,
+}
+
+impl EntryPlan {
+    fn write(&mut self, field: VmcsField, value: u64) {
+        // MAX_ENTRY_WRITES covers a reply with every group, an injection and the window
+        // control (see the test `a_reply_with_every_group_fits`), so this never drops a write.
+        let _ = self.writes.push(VmcsWrite {
+            field,
+            value: field.truncate(value),
+        });
+    }
+
+    /// The value of the last write to `field`, if the plan writes it.
+    pub fn value_of(&self, field: VmcsField) -> Option<u64> {
+        self.writes
+            .iter()
+            .rev()
+            .find(|write| write.field == field)
+            .map(|write| write.value)
+    }
+}
+
+fn read<V: VmcsRead + ?Sized>(vmcs: &V, field: VmcsField) -> Result<u64, ReplyError> {
+    read_field(vmcs, field, ReplyError::FieldUnreadable)
+}
+
+/// Validates `reply` against the current VMCS and returns the writes that apply it.
+///
+/// The interrupt-window exiting control is set to `reply.request_interrupt_window` on every
+/// reply, so it is armed when asked for and disarmed by the first reply that does not ask
+/// (normally the one answering the window exit).
+pub fn plan_entry<V: VmcsRead + ?Sized>(
+    reply: &Reply,
+    vmcs: &V,
+    saved: &SavedRegisters,
+    policy: &ControlRegisterPolicy,
+) -> Result<EntryPlan, ReplyError> {
+    let state = &reply.state;
+    let mtd = state.mtd;
+    if mtd.contains(Mtd::PENDING_EVENT) {
+        return Err(ReplyError::PendingEventNotWritable);
+    }
+    if mtd.contains(Mtd::RFLAGS) {
+        check_rflags(state.rflags)?;
+    }
+    // Everything read from the VMCS is read before the plan is built.
+    let primary = read(vmcs, VmcsField::PrimaryProcessorControls)?;
+    let entry_controls = if mtd.contains(Mtd::EFER) {
+        read(vmcs, VmcsField::EntryControls)?
+    } else {
+        0
+    };
+    let (interruptibility, activity) = if mtd.contains(Mtd::INTERRUPT_STATE) {
+        (state.interruptibility, state.activity)
+    } else {
+        let raw = read(vmcs, VmcsField::GuestInterruptibility)? & INTERRUPTIBILITY_CARRIED;
+        let activity = activity_state(read(vmcs, VmcsField::GuestActivityState)?)
+            .map_err(|_| ReplyError::FieldUnreadable(VmcsField::GuestActivityState))?;
+        (
+            Interruptibility::new(raw as u32).unwrap_or_default(),
+            activity,
+        )
+    };
+    if let Some(event) = reply.inject {
+        let rflags = if mtd.contains(Mtd::RFLAGS) {
+            state.rflags
+        } else {
+            read(vmcs, VmcsField::GuestRflags)?
+        };
+        check_injection(event, rflags, interruptibility, activity)?;
+        if let Event::Exception(exception) = event {
+            let cr0 = if mtd.contains(Mtd::CONTROL_REGISTERS) {
+                state.cr0
+            } else {
+                read(vmcs, VmcsField::GuestCr0)?
+            };
+            let protected = cr0 & CR0_PE != 0 || !policy.unrestricted_guest;
+            let vector = exception.vector().number();
+            let required = protected && ERROR_CODE_VECTORS.contains(&vector);
+            if exception.error_code().is_some() != required {
+                return Err(ReplyError::ErrorCodeMismatch { vector, required });
+            }
+        }
+    }
+
+    let mut plan = EntryPlan {
+        writes: Vec::new(),
+        saved: *saved,
+    };
+    for (group, registers) in GPR_GROUPS {
+        if mtd.contains(group) {
+            for &register in registers {
+                plan.saved.gpr.set(register, state.gpr.get(register));
+            }
+        }
+    }
+    if mtd.contains(Mtd::RSP) {
+        plan.write(VmcsField::GuestRsp, state.gpr.get(Gpr::Rsp));
+    }
+    if mtd.contains(Mtd::RIP) {
+        plan.write(VmcsField::GuestRip, state.rip);
+    }
+    if mtd.contains(Mtd::RFLAGS) {
+        plan.write(VmcsField::GuestRflags, state.rflags);
+    }
+    if mtd.contains(Mtd::CONTROL_REGISTERS) {
+        plan.write(VmcsField::GuestCr0, policy.guest_cr0(state.cr0));
+        plan.write(VmcsField::Cr0ReadShadow, state.cr0);
+        plan.write(VmcsField::GuestCr3, state.cr3);
+        plan.write(VmcsField::GuestCr4, policy.guest_cr4(state.cr4));
+        plan.write(VmcsField::Cr4ReadShadow, state.cr4);
+        plan.saved.cr2 = state.cr2;
+    }
+    if mtd.contains(Mtd::EFER) {
+        plan.write(VmcsField::GuestEfer, state.efer);
+        // SDM Vol. 3C section 27.3.1.1: "IA-32e mode guest" must equal EFER.LMA.
+        let long_mode = EntryControls::IA32E_MODE_GUEST.bits() as u64;
+        let controls = if state.efer & EFER_LMA != 0 {
+            entry_controls | long_mode
+        } else {
+            entry_controls & !long_mode
+        };
+        plan.write(VmcsField::EntryControls, controls);
+    }
+    for (group, registers) in SEGMENT_GROUPS {
+        if mtd.contains(group) {
+            for register in registers {
+                let segment = match register {
+                    super::GuestSegment::Cs => state.cs,
+                    super::GuestSegment::Ss => state.ss,
+                    super::GuestSegment::Ds => state.ds,
+                    super::GuestSegment::Es => state.es,
+                    super::GuestSegment::Fs => state.fs,
+                    super::GuestSegment::Gs => state.gs,
+                    super::GuestSegment::Tr => state.tr,
+                    super::GuestSegment::Ldtr => state.ldtr,
+                };
+                let fields = register.fields();
+                plan.write(fields.selector, u64::from(segment.selector));
+                plan.write(fields.base, segment.base);
+                plan.write(fields.limit, u64::from(segment.limit));
+                plan.write(
+                    fields.access_rights,
+                    access_rights_from_attributes(segment.attributes),
+                );
+            }
+        }
+    }
+    if mtd.contains(Mtd::DESCRIPTOR_TABLES) {
+        plan.write(VmcsField::GuestGdtrBase, state.gdtr.base);
+        plan.write(VmcsField::GuestGdtrLimit, u64::from(state.gdtr.limit));
+        plan.write(VmcsField::GuestIdtrBase, state.idtr.base);
+        plan.write(VmcsField::GuestIdtrLimit, u64::from(state.idtr.limit));
+    }
+    if mtd.contains(Mtd::INTERRUPT_STATE) {
+        plan.write(
+            VmcsField::GuestInterruptibility,
+            u64::from(state.interruptibility.bits()),
+        );
+        plan.write(VmcsField::GuestActivityState, state.activity as u64);
+    }
+    if mtd.contains(Mtd::TSC_OFFSET) {
+        plan.write(VmcsField::TscOffset, state.tsc_offset);
+    }
+    if let Some(event) = reply.inject {
+        let word = injection_word(event);
+        plan.write(VmcsField::EntryInterruptionInfo, word & 0xffff_ffff);
+        if let Event::Exception(exception) = event {
+            if let Some(code) = exception.error_code() {
+                plan.write(VmcsField::EntryExceptionErrorCode, u64::from(code));
+            }
+        }
+        if activity == ActivityState::Hlt {
+            // The delivered event ends the halt (SDM Vol. 3C section 27.6.1.2).
+            plan.write(VmcsField::GuestActivityState, ActivityState::Active as u64);
+        }
+    }
+    let window = u64::from(PrimaryProcessorControls::INTERRUPT_WINDOW_EXITING.bits());
+    let wanted = if reply.request_interrupt_window {
+        primary | window
+    } else {
+        primary & !window
+    };
+    if wanted != primary {
+        plan.write(VmcsField::PrimaryProcessorControls, wanted);
+    }
+    Ok(plan)
+}

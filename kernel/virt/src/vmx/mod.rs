@@ -1,0 +1,42 @@
+//! The Intel VMX backend's pure half: VMCS field encodings ([`fields`]) and control bits
+//! ([`control_bits`]), control adjustment against the capability MSRs ([`controls`]), exit
+//! decoding ([`exit`]), the VMCS writes that apply a reply ([`entry`]) and the kernel-handled
+//! control-register access exits ([`control_register`]).
+//!
+//! The kernel reaches the VMCS only through [`VmcsRead`] (VMREAD) and the write lists this
+//! module returns (VMWRITE each in order).
+pub mod control_bits;
+pub mod control_register;
+pub mod controls;
+pub mod entry;
+pub mod exit;
+pub mod fields;
+
+pub use control_bits::{
+    EntryControls, ExitControls, PinBasedControls, PrimaryProcessorControls,
+    SecondaryProcessorControls,
+};
+pub use controls::{
+    ControlError, ControlRegisterPolicy, Controls, DesiredControls, VmxCapabilities,
+};
+pub use entry::{plan_entry, EntryPlan, VmcsWrite};
+pub use exit::decode_exit;
+pub use fields::{FieldKind, FieldWidth, GuestSegment, VmcsField};
+
+/// Read access to the current VMCS: the kernel implements it with VMREAD (returning `None` when
+/// VMREAD fails), tests with a map.
+pub trait VmcsRead {
+    /// The field's value, zero-extended to 64 bits.
+    fn read(&self, field: VmcsField) -> Option<u64>;
+}
+
+/// Reads `field`, turning a failed VMREAD into the caller's error.
+pub(crate) fn read_field<V: VmcsRead + ?Sized, E>(
+    vmcs: &V,
+    field: VmcsField,
+    error: fn(VmcsField) -> E,
+) -> Result<u64, E> {
+    vmcs.read(field)
+        .map(|value| field.truncate(value))
+        .ok_or(error(field))
+}
