@@ -1,0 +1,129 @@
+//! Init, the root task. Step by step ([`run`]):
+//!
+//! 1. read the boot-information page and log `init: boot info: N cpus, M modules, RAM X MiB`;
+//! 2. map the `sysdesc` module, check it with `sluice-sysdesc` and log every guest;
+//! 3. start the fault watcher, a second init thread that forwards the kernel's fault
+//!    notifications to the service loop ([`watcher`]);
+//! 4. load the iommu-, pci- and vmm-server, in that order, each from its ELF boot module into a
+//!    domain of its own with exactly the capabilities [`programs`] lists ([`loader`]);
+//! 5. serve the parent portal ([`service`]) until every server said `READY` (and, with the
+//!    kernel flag `init.misbehave`, misbehave mode 1 reported and modes 2-4 faulted);
+//! 6. log `init: system up: 3 servers ready` and power off with code 0.
+//!
+//! Every failure is logged with the kernel's `Status` name and powers off with a non-zero code
+//! ([`error::InitError::exit_code`]). The logic runs against the [`kernel::Kernel`] trait, so
+//! it is tested on the host with a behavioural fake.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod description;
+pub mod error;
+pub mod kernel;
+pub mod layout;
+pub mod loader;
+pub mod programs;
+pub mod resources;
+pub mod service;
+pub mod system;
+pub mod watcher;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use sluice_abi::boot::BootInfo;
+use sluice_rt::log;
+use sluice_rt::protocol;
+
+use error::InitError;
+use kernel::Kernel;
+use resources::Resources;
+use service::{Next, Service};
+use watcher::WatcherEntry;
+
+/// The kernel command-line flag that makes init run the misbehave program.
+pub const MISBEHAVE_FLAG: &str = "init.misbehave";
+
+/// Runs init (see the crate documentation) and powers off; returns the exit code if the
+/// kernel let `shutdown` return.
+pub fn run<K: Kernel>(kernel: &mut K, boot: &BootInfo, watcher_entry: WatcherEntry) -> u32 {
+    let code = match boot_system(kernel, boot, watcher_entry) {
+        Ok(()) => 0,
+        Err(error) => {
+            log!("init: error: {error}");
+            let code = error.exit_code();
+            log!("init: giving up, powering off with code {code}");
+            code
+        }
+    };
+    if let Err(status) = kernel.shutdown(code) {
+        log!("init: shutdown refused: {status:?} ({status})");
+    }
+    code
+}
+
+fn boot_system<K: Kernel>(
+    kernel: &mut K,
+    boot: &BootInfo,
+    watcher_entry: WatcherEntry,
+) -> Result<(), InitError> {
+    let mut resources = Resources::from_boot(boot);
+    description::log_boot_info(boot, resources.ram_total())?;
+    let facts = description::read(kernel, boot)?;
+    let misbehave = boot.has_flag(MISBEHAVE_FLAG);
+    watcher::start(kernel, &mut resources, watcher_entry)?;
+    let iommu = loader::load(kernel, boot, &mut resources, &programs::iommu_server(boot))?;
+    let pci = loader::load(
+        kernel,
+        boot,
+        &mut resources,
+        &programs::pci_server(boot, iommu.thread),
+    )?;
+    let vmm_cpu = facts
+        .first_guest_cpu
+        .filter(|cpu| u32::from(*cpu) < boot.cpus)
+        .unwrap_or(0);
+    loader::load(
+        kernel,
+        boot,
+        &mut resources,
+        &programs::vmm_server(0, vmm_cpu, pci.thread),
+    )?;
+    serve(kernel, boot, &mut resources, misbehave)
+}
+
+/// The service loop: answers every request and acts on what the [`Service`] says next.
+fn serve<K: Kernel>(
+    kernel: &mut K,
+    boot: &BootInfo,
+    resources: &mut Resources,
+    misbehave: bool,
+) -> Result<(), InitError> {
+    let mut service = Service::new(misbehave);
+    // The first reply_and_wait has no caller to answer; its reply is ignored.
+    let mut reply = protocol::success(&[]);
+    loop {
+        let (portal_id, request) = kernel.reply_and_wait(&reply).map_err(InitError::Service)?;
+        let (answer, next) = service.handle(portal_id, &request);
+        reply = answer;
+        match next {
+            Next::Continue => {}
+            Next::StartMisbehave { mode } => {
+                loader::load(kernel, boot, resources, &programs::misbehave(mode))?;
+            }
+            Next::Finished => {
+                log!("init: system up: {} servers ready", service.servers_ready());
+                if misbehave {
+                    log!(
+                        "init: misbehaving program: {} faults reported, system still running",
+                        service.faults()
+                    );
+                }
+                log!("init: RAM carved: {} KiB", resources.ram_used() / 1024);
+                return Ok(());
+            }
+            Next::Failed(error) => return Err(error),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Init's parent portal: what it expects from its children and in which order. A pure state
+//! machine (requests in, replies and next steps out) so every path is tested on the host.
+//!
+//! Without the `init.misbehave` flag: `READY` from the iommu-, pci- and vmm-server (any order)
+//! finishes. With it, once the servers are ready init starts misbehave mode 1, waits for its
+//! `REPORT`, then starts modes 2, 3 and 4 one at a time, each after the previous fault arrived
+//! (the fault notification has one bit, so faults are counted one at a time). A fault outside
+//! that sequence, or a report with other errors than the ABI prescribes, fails the boot.
+//! Requests from the wrong child, repeated or malformed requests are refused and logged.
+
+use sluice_abi::syscall::Status;
+use sluice_rt::message::Message;
+use sluice_rt::protocol::{self, Refusal, Request};
+
+use crate::error::InitError;
+use crate::programs::number;
+
+/// The portal id of init's fault watcher (no child has this number).
+pub const FAULT_PORTAL_ID: u64 = 0xfa17;
+
+/// The servers, by child number.
+pub const SERVERS: [(u64, &str); 3] = [
+    (number::IOMMU_SERVER, "iommu-server"),
+    (number::PCI_SERVER, "pci-server"),
+    (number::VMM_SERVER, "vmm-server"),
+];
+
+/// The last misbehave mode.
+pub const LAST_MISBEHAVE_MODE: u64 = 4;
+
+/// What init does after answering a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep serving.
+    Continue,
+    /// Start misbehave in this mode, then keep serving.
+    StartMisbehave { mode: u64 },
+    /// Everything expected arrived: log the summary and power off with success.
+    Finished,
+    /// Give up with this error.
+    Failed(InitError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Servers,
+    AwaitReport,
+    AwaitFault { mode: u64 },
+    Done,
+}
+
+/// The service state.
+#[derive(Clone, Debug)]
+pub struct Service {
+    misbehave: bool,
+    ready: [bool; SERVERS.len()],
+    phase: Phase,
+    faults: u64,
+}
+
+/// True when the report of mode 1 shows the errors the ABI prescribes: an empty (or, in a
+/// smaller table, out-of-range) selector, and a capability of the wrong type.
+pub fn report_is_expected(empty_slot: u64, wrong_type: u64) -> bool {
+    let empty_ok = [Status::EmptySlot, Status::InvalidSelector]
+        .iter()
+        .any(|s| s.as_raw() == empty_slot);
+    empty_ok && wrong_type == Status::WrongType.as_raw()
+}
+
+impl Service {
+    /// A service that expects the misbehave runs when `misbehave` is set.
+    pub fn new(misbehave: bool) -> Service {
+        Service {
+            misbehave,
+            ready: [false; SERVERS.len()],
+            phase: Phase::Servers,
+            faults: 0,
+        }
+    }
+
+    /// Faults counted so far.
+    pub fn faults(&self) -> u64 {
+        self.faults
+    }
+
+    /// Servers that said ready.
+    pub fn servers_ready(&self) -> usize {
+        self.ready.iter().filter(|r| **r).count()
+    }
+
+    /// Answers one request that arrived through portal `portal_id`.
+    pub fn handle(&mut self, portal_id: u64, message: &Message) -> (Message, Next) {
+        let request = match Request::decode(message) {
+            Ok(request) => request,
+            Err(error) => {
+                sluice_rt::log!("init: portal {portal_id}: refused: {error}");
+                return (error.refusal().reply(), Next::Continue);
+            }
+        };
+        match (request, self.phase) {
+            (Request::Ready, _) => self.ready(portal_id),
+            (
+                Request::Report {
+                    mode: 1,
+                    first,
+                    second,
+                },
+                Phase::AwaitReport,
+            ) if portal_id == number::MISBEHAVE_BASE + 1 => self.report(first, second),
+            (Request::Fault { .. }, Phase::AwaitFault { mode }) if portal_id == FAULT_PORTAL_ID => {
+                self.faults += 1;
+                sluice_rt::log!(
+                    "init: fault reported for misbehave mode {mode} (fault {})",
+                    self.faults
+                );
+                let next = if mode >= LAST_MISBEHAVE_MODE {
+                    self.phase = Phase::Done;
+                    Next::Finished
+                } else {
+                    self.phase = Phase::AwaitFault { mode: mode + 1 };
+                    Next::StartMisbehave { mode: mode + 1 }
+                };
+                (protocol::success(&[]), next)
+            }
+            (Request::Fault { bits }, _) if portal_id == FAULT_PORTAL_ID => (
+                protocol::success(&[]),
+                Next::Failed(InitError::UnexpectedFault { bits }),
+            ),
+            (other, _) => {
+                sluice_rt::log!("init: portal {portal_id}: {other:?} not expected now");
+                (Refusal::NotExpected.reply(), Next::Continue)
+            }
+        }
+    }
+
+    fn ready(&mut self, portal_id: u64) -> (Message, Next) {
+        let server = SERVERS.iter().position(|(number, _)| *number == portal_id);
+        let (Some(index), Phase::Servers) = (server, self.phase) else {
+            sluice_rt::log!("init: portal {portal_id}: ready not expected");
+            return (Refusal::NotExpected.reply(), Next::Continue);
+        };
+        let Some(flag) = self.ready.get_mut(index).filter(|flag| !**flag) else {
+            sluice_rt::log!("init: portal {portal_id}: ready twice");
+            return (Refusal::NotExpected.reply(), Next::Continue);
+        };
+        *flag = true;
+        let name = SERVERS.get(index).map_or("?", |(_, name)| name);
+        sluice_rt::log!("init: {name} ready");
+        if self.servers_ready() < SERVERS.len() {
+            return (protocol::success(&[]), Next::Continue);
+        }
+        let next = if self.misbehave {
+            self.phase = Phase::AwaitReport;
+            Next::StartMisbehave { mode: 1 }
+        } else {
+            self.phase = Phase::Done;
+            Next::Finished
+        };
+        (protocol::success(&[]), next)
+    }
+
+    fn report(&mut self, empty_slot: u64, wrong_type: u64) -> (Message, Next) {
+        let name = |raw| Status::from_raw(raw).map_or("not a status", Status::description);
+        sluice_rt::log!(
+            "init: misbehave mode 1 reported: empty selector -> {}, wrong type -> {}",
+            name(empty_slot),
+            name(wrong_type)
+        );
+        if !report_is_expected(empty_slot, wrong_type) {
+            return (
+                protocol::success(&[]),
+                Next::Failed(InitError::MisbehaveReport {
+                    empty_slot,
+                    wrong_type,
+                }),
+            );
+        }
+        self.phase = Phase::AwaitFault { mode: 2 };
+        (protocol::success(&[]), Next::StartMisbehave { mode: 2 })
+    }
+}

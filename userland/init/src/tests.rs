@@ -1,0 +1,550 @@
+//! Init against the fake kernel: the whole boot, what every child gets (segments, rights,
+//! contents, stack, UTCB, capabilities), RAM accounting, refusals at every step, the service
+//! protocol and the misbehave sequence.
+
+use proptest::prelude::*;
+use sluice_abi::boot::{BootCapabilityKind, BootInfo, BOOT_INFO_MAGIC};
+use sluice_abi::syscall::{MemoryRights, Status, Syscall};
+use sluice_rt::message::Message;
+use sluice_rt::protocol::Request;
+use sluice_sysdesc::{BuiltinGuest, GuestSpec, Kernel as GuestKernel, SystemSpec};
+use zerocopy::FromZeros;
+
+use crate::fake::{FakeKernel, Object, INIT_DOMAIN, INIT_THREAD};
+use crate::layout::{CHILD_STACK_SIZE, CHILD_STACK_TOP, CHILD_UTCB};
+use crate::service::FAULT_PORTAL_ID;
+use crate::watcher::WatcherEntry;
+
+mod loading;
+mod protocol;
+
+const MIB: u64 = 1 << 20;
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
+
+/// Segments of the test programs: (virtual address, file bytes, memory bytes, flags).
+pub const SEGMENTS: [(u64, u64, u64, u32); 3] = [
+    (0x4000_1000, 0x1800, 0x1800, PF_R | PF_X),
+    (0x4000_4000, 0x100, 0x100, PF_R),
+    (0x4000_5123, 0x50, 0x3000, PF_R | PF_W),
+];
+pub const ENTRY: u64 = 0x4000_1010;
+
+/// A minimal ELF64 executable; segment `i`'s file bytes are `0x10 * (i + 1) + (offset % 7)`.
+pub fn elf(entry: u64, segments: &[(u64, u64, u64, u32)]) -> Vec<u8> {
+    let mut out = vec![0u8; 64];
+    out[..4].copy_from_slice(b"\x7fELF");
+    out[4] = 2;
+    out[5] = 1;
+    out[16..18].copy_from_slice(&2u16.to_le_bytes());
+    out[18..20].copy_from_slice(&62u16.to_le_bytes());
+    out[24..32].copy_from_slice(&entry.to_le_bytes());
+    out[32..40].copy_from_slice(&64u64.to_le_bytes());
+    out[54..56].copy_from_slice(&56u16.to_le_bytes());
+    out[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+    let mut offset = 64 + 56 * segments.len() as u64;
+    let mut data = Vec::new();
+    for (index, (vaddr, filesz, memsz, flags)) in segments.iter().enumerate() {
+        let mut header = vec![0u8; 56];
+        header[..4].copy_from_slice(&1u32.to_le_bytes());
+        header[4..8].copy_from_slice(&flags.to_le_bytes());
+        header[8..16].copy_from_slice(&offset.to_le_bytes());
+        header[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        header[32..40].copy_from_slice(&filesz.to_le_bytes());
+        header[40..48].copy_from_slice(&memsz.to_le_bytes());
+        out.extend_from_slice(&header);
+        data.extend((0..*filesz).map(|o| 0x10 * (index as u8 + 1) + (o % 7) as u8));
+        offset += filesz;
+    }
+    out.extend_from_slice(&data);
+    out
+}
+
+/// The expected file byte at `offset` of segment `index` (see [`elf`]).
+pub fn segment_byte(index: usize, offset: u64) -> u8 {
+    0x10 * (index as u8 + 1) + (offset % 7) as u8
+}
+
+pub fn sysdesc() -> Vec<u8> {
+    let guests = [GuestSpec {
+        name: "probe",
+        memory_bytes: 64 * MIB,
+        cpu_mask: 0b10,
+        vcpus: 1,
+        kernel: GuestKernel::Builtin(BuiltinGuest::Probe),
+        cmdline: "console=ttyS0",
+    }];
+    let spec = SystemSpec {
+        name: "demo",
+        machine_memory: 512 * MIB,
+        machine_cpus: 2,
+        flags: 0,
+        guests: &guests,
+        devices: &[],
+    };
+    let mut out = vec![0u8; 4096];
+    let length = sluice_sysdesc::write(&spec, &mut out).unwrap();
+    out.truncate(length);
+    out
+}
+
+/// The boot: modules, RAM and device memory, as the kernel would list them.
+pub struct Fixture {
+    pub boot: Box<BootInfo>,
+    pub physical: Vec<u8>,
+    next_module: u64,
+}
+
+pub const RAM: [(u32, u64, u64); 2] = [(30, 8 * MIB, 4 * MIB), (31, 16 * MIB, 8 * MIB)];
+pub const DMAR: u64 = 0xfed9_0000;
+pub const ECAM: u64 = 0xb000_0000;
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let mut boot = Box::new(BootInfo::new_zeroed());
+        boot.magic = BOOT_INFO_MAGIC;
+        boot.cpus = 2;
+        boot.ecam_base = ECAM;
+        boot.ecam_start_bus = 0;
+        boot.ecam_end_bus = 255;
+        boot.dmar_unit = DMAR;
+        let mut fixture = Fixture {
+            boot,
+            physical: vec![0u8; 24 * MIB as usize],
+            next_module: MIB,
+        };
+        for (selector, base, size) in RAM {
+            fixture.list(selector, BootCapabilityKind::Ram, base, size, "");
+        }
+        fixture.list(
+            32,
+            BootCapabilityKind::DeviceMmio,
+            0xa000_0000,
+            0x2000_0000,
+            "",
+        );
+        fixture.list(
+            33,
+            BootCapabilityKind::DeviceMmio,
+            0xfec0_0000,
+            0x140_0000,
+            "",
+        );
+        fixture.module("sysdesc demo", &sysdesc());
+        let program = elf(ENTRY, &SEGMENTS);
+        for name in ["iommu-server", "pci-server", "vmm-server", "misbehave"] {
+            fixture.module(name, &program);
+        }
+        fixture
+    }
+
+    fn list(&mut self, selector: u32, kind: BootCapabilityKind, base: u64, size: u64, name: &str) {
+        let index = self.boot.capability_count as usize;
+        let entry = &mut self.boot.capabilities[index];
+        entry.selector = selector;
+        entry.kind = kind as u32;
+        entry.base = base;
+        entry.size = size;
+        entry.length = size;
+        entry.name[..name.len()].copy_from_slice(name.as_bytes());
+        self.boot.capability_count += 1;
+    }
+
+    /// Lists a module (at the next free physical MiB) holding `bytes`.
+    pub fn module(&mut self, name: &str, bytes: &[u8]) {
+        let base = self.next_module;
+        self.next_module += MIB;
+        let selector = 16 + self.boot.capability_count;
+        let size = (bytes.len() as u64).next_multiple_of(4096).max(4096);
+        self.list(selector, BootCapabilityKind::Module, base, size, name);
+        let index = self.boot.capability_count as usize - 1;
+        self.boot.capabilities[index].length = bytes.len() as u64;
+        self.physical[base as usize..base as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Replaces the bytes of an existing module.
+    pub fn replace_module(&mut self, name: &str, bytes: &[u8]) {
+        let index = self
+            .boot
+            .listed()
+            .iter()
+            .position(|c| c.name().split_whitespace().next() == Some(name))
+            .unwrap();
+        let entry = &mut self.boot.capabilities[index];
+        entry.length = bytes.len() as u64;
+        entry.size = (bytes.len() as u64).next_multiple_of(4096).max(4096);
+        let base = entry.base as usize;
+        self.physical[base..base + bytes.len()].copy_from_slice(bytes);
+    }
+
+    pub fn set_cmdline(&mut self, text: &str) {
+        self.boot.kernel_cmdline[..text.len()].copy_from_slice(text.as_bytes());
+    }
+
+    pub fn kernel(&self) -> FakeKernel {
+        FakeKernel::new(&self.boot, self.physical.clone())
+    }
+}
+
+pub const WATCHER: WatcherEntry = WatcherEntry {
+    trampoline: 0x4000_2000,
+    function: 0x4000_2100,
+};
+
+/// Scripts the three servers' `READY`.
+pub fn servers_ready(kernel: &mut FakeKernel) {
+    for number in 1..=3 {
+        kernel.push_request(number, Request::Ready.encode());
+    }
+}
+
+/// Runs init on `kernel`; returns the exit code and the log.
+pub fn run(kernel: &mut FakeKernel, fixture: &Fixture) -> (u32, String) {
+    sluice_rt::host::reset();
+    let code = crate::run(kernel, &fixture.boot, WATCHER);
+    (code, sluice_rt::host::take_output())
+}
+
+#[test]
+fn boots_three_servers_and_powers_off_cleanly() {
+    let fixture = Fixture::new();
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(kernel.shutdown_code, Some(0));
+    for line in [
+        "init: boot info: 2 cpus, 5 modules, RAM 12 MiB",
+        "init: system demo: 1 guests",
+        "init: guest probe: 64 MiB, cpus [1], vcpus 1",
+        "init: iommu-server ready",
+        "init: pci-server ready",
+        "init: vmm-server ready",
+        "init: system up: 3 servers ready",
+    ] {
+        assert!(log.lines().any(|l| l == line), "missing {line:?} in\n{log}");
+    }
+    assert!(!log.contains("misbehaving"));
+    // Every thread was started, and nothing is left in init's scratch or module windows.
+    for object in &kernel.objects {
+        if let Object::Thread { started, .. } = object {
+            assert!(started);
+        }
+    }
+    let own: Vec<u64> = kernel
+        .mappings_of(INIT_DOMAIN)
+        .iter()
+        .map(|m| m.address)
+        .collect();
+    assert_eq!(
+        own,
+        [0x7f00_0000_2000, 0x7f00_001f_e000],
+        "only the watcher's UTCB and stack"
+    );
+}
+
+#[test]
+fn the_vmm_server_runs_on_its_guests_cpu_with_the_guest_index_as_argument() {
+    let fixture = Fixture::new();
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    run(&mut kernel, &fixture);
+    let vmm = kernel.domain_named("vmm").unwrap();
+    let Object::Domain { cpu_mask, .. } = kernel.objects[vmm] else {
+        panic!()
+    };
+    assert_eq!(cpu_mask, 0b10, "guest probe owns CPU 1");
+    let thread = kernel.table(vmm)[&1].object;
+    let Object::Thread { start, .. } = kernel.objects[thread] else {
+        panic!()
+    };
+    assert_eq!(start.cpu, 1);
+    assert_eq!(start.utcb, CHILD_UTCB);
+    assert_eq!(start.instruction_pointer, ENTRY);
+    assert_eq!(start.stack_pointer, CHILD_STACK_TOP - 16);
+    let stack = kernel
+        .mappings_of(vmm)
+        .into_iter()
+        .find(|m| m.address == CHILD_STACK_TOP - CHILD_STACK_SIZE)
+        .unwrap();
+    let bytes = kernel.mapped_bytes(&stack);
+    let top = bytes.len() - 16;
+    assert_eq!(
+        u64::from_le_bytes(bytes[top..top + 8].try_into().unwrap()),
+        1
+    );
+    assert_eq!(u64::from_le_bytes(bytes[top + 8..].try_into().unwrap()), 0);
+    assert!(
+        bytes[..top].iter().all(|b| *b == 0),
+        "the rest of the stack is zeroed"
+    );
+}
+
+#[test]
+fn a_guest_cpu_the_machine_lacks_falls_back_to_cpu_zero() {
+    let mut fixture = Fixture::new();
+    fixture.boot.cpus = 1;
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let (code, _) = run(&mut kernel, &fixture);
+    assert_eq!(code, 0);
+    let vmm = kernel.domain_named("vmm").unwrap();
+    let Object::Domain { cpu_mask, .. } = kernel.objects[vmm] else {
+        panic!()
+    };
+    assert_eq!(cpu_mask, 1);
+}
+
+#[test]
+fn the_fault_watcher_runs_in_inits_domain_with_its_portal_on_its_stack() {
+    let fixture = Fixture::new();
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    run(&mut kernel, &fixture);
+    let watcher = kernel
+        .objects
+        .iter()
+        .position(|o| matches!(o, Object::Thread { domain: INIT_DOMAIN, start, .. } if start.instruction_pointer == WATCHER.trampoline))
+        .unwrap();
+    let Object::Thread { start, .. } = kernel.objects[watcher] else {
+        panic!()
+    };
+    let stack = kernel
+        .mappings_of(INIT_DOMAIN)
+        .into_iter()
+        .find(|m| m.address + m.size == start.stack_pointer + 16)
+        .unwrap();
+    let bytes = kernel.mapped_bytes(&stack);
+    let top = bytes.len() - 16;
+    assert_eq!(
+        u64::from_le_bytes(bytes[top..top + 8].try_into().unwrap()),
+        WATCHER.function
+    );
+    let portal_selector = u64::from_le_bytes(bytes[top + 8..].try_into().unwrap()) as u32;
+    let portal = kernel.capability(INIT_DOMAIN, portal_selector).unwrap();
+    assert_eq!(
+        kernel.objects[portal.object],
+        Object::Portal {
+            handler: INIT_THREAD,
+            portal_id: FAULT_PORTAL_ID
+        }
+    );
+}
+
+#[test]
+fn misbehave_runs_four_modes_one_at_a_time_and_counts_three_faults() {
+    let mut fixture = Fixture::new();
+    fixture.set_cmdline("exit=qemu init.misbehave");
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let report = Request::Report {
+        mode: 1,
+        first: Status::EmptySlot.as_raw(),
+        second: Status::WrongType.as_raw(),
+    };
+    kernel.push_request(4, report.encode());
+    for _ in 0..3 {
+        kernel.push_request(FAULT_PORTAL_ID, Request::Fault { bits: 1 }.encode());
+    }
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("init: misbehave mode 1 reported: empty selector -> capability selector names an empty slot, wrong type -> capability names an object of the wrong type"));
+    assert!(log.lines().any(|l| l == "init: system up: 3 servers ready"));
+    assert!(log
+        .lines()
+        .any(|l| l == "init: misbehaving program: 3 faults reported, system still running"));
+    // Mode m is started after the m-th request following the readies was received.
+    let mut received = 0;
+    let mut started = Vec::new();
+    for event in &kernel.events {
+        match event.call {
+            Syscall::ReplyAndWait if event.status == Status::Success => received += 1,
+            Syscall::CreateProtectionDomain => started.push((event.arguments[5], received)),
+            _ => {}
+        }
+    }
+    let name = |text: &str| sluice_rt::types::DomainName::new(text).unwrap().to_raw();
+    assert_eq!(
+        started,
+        [
+            (name("iommu"), 0),
+            (name("pci"), 0),
+            (name("vmm"), 0),
+            (name("misbeh-1"), 3),
+            (name("misbeh-2"), 4),
+            (name("misbeh-3"), 5),
+            (name("misbeh-4"), 6),
+        ]
+    );
+    for mode in 1..=4u64 {
+        let domain = kernel.domain_named(&format!("misbeh-{mode}")).unwrap();
+        let table = kernel.table(domain);
+        assert_eq!(table.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        let portal = kernel.objects[table[&2].object].clone();
+        assert_eq!(
+            portal,
+            Object::Portal {
+                handler: INIT_THREAD,
+                portal_id: 3 + mode
+            }
+        );
+        let stack = kernel
+            .mappings_of(domain)
+            .into_iter()
+            .find(|m| m.address == CHILD_STACK_TOP - CHILD_STACK_SIZE)
+            .unwrap();
+        let bytes = kernel.mapped_bytes(&stack);
+        let top = bytes.len() - 16;
+        assert_eq!(bytes[top..top + 8], 1u64.to_le_bytes());
+        assert_eq!(bytes[top + 8..], mode.to_le_bytes());
+    }
+}
+
+#[test]
+fn a_fault_while_servers_start_fails_the_boot() {
+    let fixture = Fixture::new();
+    let mut kernel = fixture.kernel();
+    kernel.push_request(1, Request::Ready.encode());
+    kernel.push_request(FAULT_PORTAL_ID, Request::Fault { bits: 1 }.encode());
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 11);
+    assert_eq!(kernel.shutdown_code, Some(11));
+    assert!(log.contains("a thread faulted"), "{log}");
+    assert!(!log.contains("system up"));
+}
+
+#[test]
+fn a_wrong_misbehave_report_fails_the_boot() {
+    let mut fixture = Fixture::new();
+    fixture.set_cmdline("init.misbehave");
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let report = Request::Report {
+        mode: 1,
+        first: 0,
+        second: 0,
+    };
+    kernel.push_request(4, report.encode());
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 12, "{log}");
+    assert!(kernel.domain_named("misbeh-2").is_none());
+}
+
+#[test]
+fn a_service_that_stops_answering_is_a_failure() {
+    let fixture = Fixture::new();
+    let mut kernel = fixture.kernel();
+    kernel.push_request(1, Request::Ready.encode());
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 10);
+    assert!(log.contains("reply_and_wait: Timeout"), "{log}");
+}
+
+#[test]
+fn a_page_without_magic_stops_before_any_call() {
+    let mut fixture = Fixture::new();
+    fixture.boot.magic = 0;
+    let mut kernel = fixture.kernel();
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 2);
+    assert!(log.contains("boot information page has no valid magic"));
+    assert_eq!(kernel.events.len(), 1, "only the shutdown");
+    assert_eq!(kernel.events[0].call, Syscall::Shutdown);
+}
+
+#[test]
+fn a_missing_or_corrupt_system_description_is_reported() {
+    let mut fixture = Fixture::new();
+    let mut bytes = sysdesc();
+    bytes[0] ^= 0xff;
+    fixture.replace_module("sysdesc", &bytes);
+    let mut kernel = fixture.kernel();
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 4);
+    assert!(
+        log.contains("system description: not a Sluice system description (bad magic)"),
+        "{log}"
+    );
+    assert!(kernel
+        .events
+        .iter()
+        .all(|e| e.call != Syscall::CreateProtectionDomain));
+
+    let mut fixture = Fixture::new();
+    let index = fixture
+        .boot
+        .listed()
+        .iter()
+        .position(|c| c.name().starts_with("sysdesc"))
+        .unwrap();
+    fixture.boot.capabilities[index].name = [0; 48];
+    let mut kernel = fixture.kernel();
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 3);
+    assert!(log.contains("boot module sysdesc missing"));
+}
+
+#[test]
+fn memory_rights_of_the_test_program_segments() {
+    let rights: Vec<MemoryRights> = SEGMENTS
+        .iter()
+        .map(|(_, _, _, flags)| {
+            crate::loader::segment_rights(&kernel_core::elf::Segment {
+                virtual_address: 0,
+                memory_size: 1,
+                file_offset: 0,
+                file_size: 0,
+                writable: flags & PF_W != 0,
+                executable: flags & PF_X != 0,
+            })
+        })
+        .collect();
+    assert_eq!(
+        rights,
+        [
+            MemoryRights::READ | MemoryRights::EXECUTE,
+            MemoryRights::READ,
+            MemoryRights::READ | MemoryRights::WRITE
+        ]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_program_modules_never_panic_and_never_start_a_thread(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let mut fixture = Fixture::new();
+        fixture.replace_module("iommu-server", &bytes);
+        let mut kernel = fixture.kernel();
+        servers_ready(&mut kernel);
+        let (code, _) = run(&mut kernel, &fixture);
+        prop_assert_eq!(code, 5);
+        prop_assert!(kernel.domain_named("iommu").is_none());
+    }
+
+    #[test]
+    fn random_descriptions_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut fixture = Fixture::new();
+        fixture.replace_module("sysdesc", &bytes);
+        let mut kernel = fixture.kernel();
+        let (code, _) = run(&mut kernel, &fixture);
+        prop_assert_eq!(code, 4);
+    }
+
+    #[test]
+    fn random_requests_get_an_answer_and_never_panic(
+        requests in proptest::collection::vec((0u64..8, 0u32..6, proptest::collection::vec(any::<u64>(), 0..4)), 0..12)
+    ) {
+        let mut fixture = Fixture::new();
+        fixture.set_cmdline("init.misbehave");
+        let mut kernel = fixture.kernel();
+        for (portal, label, words) in &requests {
+            kernel.push_request(*portal, Message::with_words(*label, words).unwrap());
+        }
+        let (code, _) = run(&mut kernel, &fixture);
+        prop_assert!(kernel.shutdown_code == Some(code));
+        prop_assert_eq!(kernel.replies.len(), kernel.events.iter().filter(|e| e.call == Syscall::ReplyAndWait).count());
+    }
+}
