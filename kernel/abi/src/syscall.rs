@@ -109,13 +109,18 @@ pub enum Syscall {
     /// on the domain capability. This is how a parent equips a domain before its first thread
     /// runs; later delegation goes through IPC transfer items.
     Delegate = 23,
-    /// Reserved for the CPU virtualization work: create a VM (guest-physical space).
+    /// `destination`: a VM (a guest-physical address space: EPT on Intel, NPT on AMD).
     CreateVm = 32,
-    /// Reserved: create a vCPU in a VM.
+    /// `vm, destination`: a virtual CPU of `vm` (needs `CREATE_VCPU`).
     CreateVcpu = 33,
-    /// Reserved: map memory into a VM's guest-physical space.
+    /// `memory, vm, guest_physical, offset, size, rights`: map pages of a memory object into the
+    /// VM's guest-physical space (needs `MAP` on the VM; rights are the memory capability's,
+    /// carried into EPT/NPT permissions).
     VmMap = 34,
-    /// Reserved: control a vCPU (run, set VMM portal).
+    /// `vcpu, operation`: operation 0 = run: apply the reply in the caller's UTCB (a
+    /// `sluice_abi::vcpu::Reply` in the untyped words, or none when the tag has no words), enter
+    /// the guest, and return when an exit needs the VMM, with the `ExitMessage` in the UTCB.
+    /// Needs `RUN`. The vCPU runs on the calling thread's CPU.
     VcpuControl = 35,
 }
 
@@ -152,12 +157,9 @@ impl Syscall {
         Syscall::VcpuControl,
     ];
 
-    /// True for numbers reserved for VM/vCPU calls that the kernel does not implement yet.
+    /// True for numbers reserved for calls the kernel does not implement (none at present).
     pub const fn is_reserved(self) -> bool {
-        matches!(
-            self,
-            Syscall::CreateVm | Syscall::CreateVcpu | Syscall::VmMap | Syscall::VcpuControl
-        )
+        false
     }
 }
 
@@ -326,9 +328,9 @@ pub enum ObjectType {
     Interrupt = 6,
     /// A range of x86 I/O ports.
     IoPortRange = 7,
-    /// Reserved: a guest-physical space (EPT/NPT root).
+    /// A guest-physical space (EPT/NPT root).
     Vm = 8,
-    /// Reserved: a virtual CPU (VMCS/VMCB).
+    /// A virtual CPU (VMCS/VMCB) of a VM.
     Vcpu = 9,
 }
 
@@ -356,7 +358,8 @@ impl ObjectType {
             ObjectType::Memory => MemoryRights::all().bits(),
             ObjectType::Interrupt => InterruptRights::all().bits(),
             ObjectType::IoPortRange => IoPortRights::all().bits(),
-            ObjectType::Vm | ObjectType::Vcpu => 0,
+            ObjectType::Vm => VmRights::all().bits(),
+            ObjectType::Vcpu => VcpuRights::all().bits(),
         }
     }
 }
@@ -380,7 +383,9 @@ pub const ALL_RIGHTS_BITS: u64 = ProtectionDomainRights::all().bits()
     | NotificationRights::all().bits()
     | MemoryRights::all().bits()
     | InterruptRights::all().bits()
-    | IoPortRights::all().bits();
+    | IoPortRights::all().bits()
+    | VmRights::all().bits()
+    | VcpuRights::all().bits();
 
 bitflags! {
     /// Rights on a protection-domain capability.
@@ -392,6 +397,26 @@ bitflags! {
         const MAP = 1 << 1;
         /// Power off or reboot the machine (`shutdown`); the kernel gives it to init only.
         const SYSTEM = 1 << 2;
+    }
+}
+
+bitflags! {
+    /// Rights on a VM capability.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct VmRights: u64 {
+        /// Map memory into the guest-physical space (`vm_map`).
+        const MAP = 1 << 0;
+        /// Create virtual CPUs (`create_vcpu`).
+        const CREATE_VCPU = 1 << 1;
+    }
+}
+
+bitflags! {
+    /// Rights on a vCPU capability.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct VcpuRights: u64 {
+        /// Run the vCPU (`vcpu_control`).
+        const RUN = 1 << 0;
     }
 }
 
@@ -552,9 +577,9 @@ mod tests {
     }
 
     #[test]
-    fn reserved_types_have_no_rights_and_codes_round_trip() {
-        assert_eq!(ObjectType::Vm.valid_rights(), 0);
-        assert_eq!(ObjectType::Vcpu.valid_rights(), 0);
+    fn virtualization_types_have_their_rights_and_codes_round_trip() {
+        assert_eq!(ObjectType::Vm.valid_rights(), 0b11);
+        assert_eq!(ObjectType::Vcpu.valid_rights(), 0b1);
         for object_type in ObjectType::ALL {
             assert_eq!(ObjectType::try_from(object_type as u8), Ok(object_type));
         }

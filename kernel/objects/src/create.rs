@@ -373,7 +373,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     }
 
     /// Validate destination, quota and table space for an object the caller pays for, then commit.
-    fn create_paid(
+    pub(crate) fn create_paid(
         &mut self,
         caller: ObjectId,
         destination: Selector,

@@ -115,6 +115,21 @@ pub enum DecodedSyscall {
     MemoryPhysical { memory: Selector, offset: u64 },
     /// Acknowledge `interrupt`.
     InterruptAcknowledge { interrupt: Selector },
+    /// Create a VM at `destination`.
+    CreateVm { destination: Selector },
+    /// Create a vCPU of `vm` at `destination`.
+    CreateVcpu { vm: Selector, destination: Selector },
+    /// Map `size` bytes at `offset` of `memory` at `guest_physical` in `vm`.
+    VmMap {
+        memory: Selector,
+        vm: Selector,
+        guest_physical: u64,
+        offset: u64,
+        size: u64,
+        rights: MemoryRights,
+    },
+    /// Run `vcpu` until an exit needs the VMM.
+    VcpuRun { vcpu: Selector },
     /// Copy `source` into `destination` of `domain`'s table with `rights`.
     Delegate {
         source: Selector,
@@ -169,9 +184,12 @@ impl Arguments<'_> {
     }
 }
 
+/// `vcpu_control` operation: run.
+pub const VCPU_RUN: u64 = 0;
+
 /// Decode one system call. `selector_count` is the size of the caller's capability table.
 ///
-/// Errors: `UnknownSyscall`, `NotImplemented` (reserved VM/vCPU numbers), `InvalidSelector`,
+/// Errors: `UnknownSyscall`, `InvalidSelector`,
 /// `InvalidRights`, `BadAddress`, `Misaligned`, `Overflow`, `InvalidArgument`.
 pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSyscall, Status> {
     let call = Syscall::try_from(registers.number)?;
@@ -374,8 +392,47 @@ pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSy
                 4,
             )
         }
-        Syscall::CreateVm | Syscall::CreateVcpu | Syscall::VmMap | Syscall::VcpuControl => {
-            return Err(Status::NotImplemented)
+        Syscall::CreateVm => (
+            DecodedSyscall::CreateVm {
+                destination: a.selector(0)?,
+            },
+            1,
+        ),
+        Syscall::CreateVcpu => {
+            let vm = a.selector(0)?;
+            let destination = a.selector(1)?;
+            (DecodedSyscall::CreateVcpu { vm, destination }, 2)
+        }
+        Syscall::VmMap => {
+            let memory = a.selector(0)?;
+            let vm = a.selector(1)?;
+            let guest_physical = a.page_multiple(2)?;
+            let offset = a.page_multiple(3)?;
+            let size = a.page_multiple(4)?;
+            if size == 0 {
+                return Err(Status::Misaligned);
+            }
+            guest_physical.checked_add(size).ok_or(Status::Overflow)?;
+            offset.checked_add(size).ok_or(Status::Overflow)?;
+            let rights = MemoryRights::from_bits(a.raw(5)).ok_or(Status::InvalidRights)?;
+            (
+                DecodedSyscall::VmMap {
+                    memory,
+                    vm,
+                    guest_physical,
+                    offset,
+                    size,
+                    rights,
+                },
+                6,
+            )
+        }
+        Syscall::VcpuControl => {
+            let vcpu = a.selector(0)?;
+            if a.raw(1) != VCPU_RUN {
+                return Err(Status::InvalidArgument);
+            }
+            (DecodedSyscall::VcpuRun { vcpu }, 2)
         }
     };
     arguments.unused_from(used)?;

@@ -21,6 +21,7 @@ pub mod model;
 pub mod object;
 pub mod quota;
 pub mod sink;
+pub mod virtualization;
 
 pub use address::{HostPhys, UserSlice, UserVirt, USER_END};
 pub use capability::{derive, Capability, CapabilityAddress, CapabilityNode, CapabilityTable};
@@ -33,6 +34,7 @@ pub use model::ObjectModel;
 pub use object::{
     object_charge, Interrupt, InterruptBinding, IoPortRange, Memory, MemoryKind, Notification,
     Object, ObjectEntry, ObjectId, ObjectTable, Portal, ProtectionDomain, Thread, ThreadState,
+    Vcpu, Vm,
 };
 pub use quota::{Quota, Resources};
 pub use sink::{IgnoreTeardown, TeardownSink};

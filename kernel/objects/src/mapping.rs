@@ -20,6 +20,17 @@ pub enum MappingKind {
         /// The page permissions installed.
         rights: MemoryRights,
     },
+    /// Pages of a memory object in a VM's guest-physical space (`domain` is the VM).
+    Guest {
+        /// First guest-physical address (page-aligned).
+        base: u64,
+        /// Length in bytes (page multiple).
+        length: u64,
+        /// The host-physical address of the first page.
+        physical: HostPhys,
+        /// The permissions carried into EPT/NPT.
+        rights: MemoryRights,
+    },
     /// Access to I/O ports (the domain's I/O permission bitmap).
     IoPorts {
         /// First port.
@@ -36,6 +47,18 @@ impl MappingKind {
             (MappingKind::Memory { range: a, .. }, MappingKind::Memory { range: b, .. }) => {
                 a.overlaps(*b)
             }
+            (
+                MappingKind::Guest {
+                    base: a,
+                    length: a_length,
+                    ..
+                },
+                MappingKind::Guest {
+                    base: b,
+                    length: b_length,
+                    ..
+                },
+            ) => *a < b.saturating_add(*b_length) && *b < a.saturating_add(*a_length),
             (
                 MappingKind::IoPorts {
                     first: a_first,

@@ -216,7 +216,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     }
 
     /// Check overlap, table space and quota, run `install`, then keep the record.
-    fn record_mapping<F>(
+    pub(crate) fn record_mapping<F>(
         &mut self,
         caller: ObjectId,
         owner: CapabilityAddress,

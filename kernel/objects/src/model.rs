@@ -443,6 +443,9 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
                 table.owner = None;
             }
         }
+        if let Object::Vm(_) = entry.object {
+            self.remove_mappings_of(id, sink);
+        }
         sink.object_destroyed(id, &entry.object);
     }
 

@@ -163,6 +163,24 @@ pub enum Object {
     Interrupt(Interrupt),
     /// See [`IoPortRange`].
     IoPortRange(IoPortRange),
+    /// See [`Vm`].
+    Vm(Vm),
+    /// See [`Vcpu`].
+    Vcpu(Vcpu),
+}
+
+/// A guest-physical address space (the kernel keeps its EPT/NPT tables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vm {
+    /// One past the highest guest-physical address that may be mapped.
+    pub guest_physical_limit: u64,
+}
+
+/// A virtual CPU of a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vcpu {
+    /// Its VM (holds a reference).
+    pub vm: ObjectId,
 }
 
 impl Object {
@@ -176,6 +194,8 @@ impl Object {
             Object::Memory(_) => ObjectType::Memory,
             Object::Interrupt(_) => ObjectType::Interrupt,
             Object::IoPortRange(_) => ObjectType::IoPortRange,
+            Object::Vm(_) => ObjectType::Vm,
+            Object::Vcpu(_) => ObjectType::Vcpu,
         }
     }
 
@@ -186,6 +206,7 @@ impl Object {
             Object::Thread(thread) => Some(thread.domain),
             Object::Portal(portal) => Some(portal.handler),
             Object::Interrupt(interrupt) => interrupt.binding.map(|binding| binding.notification),
+            Object::Vcpu(vcpu) => Some(vcpu.vm),
             _ => None,
         }
     }
