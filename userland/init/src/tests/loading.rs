@@ -8,7 +8,9 @@ use sluice_abi::syscall::{
     MemoryRights, PortalRights, ProtectionDomainRights, Status, Syscall, ThreadRights,
 };
 
-use super::{elf, run, segment_byte, servers_ready, Fixture, DMAR, ECAM, ENTRY, RAM, SEGMENTS};
+use super::fixture::{
+    elf, run, segment_byte, servers_ready, Fixture, DMAR, ECAM, ENTRY, RAM, SEGMENTS,
+};
 use crate::fake::{Capability, FakeKernel, Object, INIT_THREAD};
 use crate::layout::{CHILD_STACK_SIZE, CHILD_STACK_TOP, CHILD_UTCB};
 
