@@ -24,6 +24,9 @@ pub mod state;
 pub mod svm;
 pub mod vmx;
 
+#[cfg(test)]
+mod tests;
+
 pub use address::{GuestPhys, HostPhys};
 pub use error::{ExitError, ReplyError};
 pub use state::{SavedRegisters, BASE_STATE};
