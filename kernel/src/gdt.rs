@@ -9,9 +9,7 @@ use core::mem::size_of;
 
 pub const KERNEL_CODE: u16 = 0x08;
 pub const KERNEL_DATA: u16 = 0x10;
-#[allow(dead_code)] // ring 3 arrives with threads
 pub const USER_DATA: u16 = 0x18 | 3;
-#[allow(dead_code)] // ring 3 arrives with threads
 pub const USER_CODE: u16 = 0x20 | 3;
 pub const TSS_SELECTOR: u16 = 0x28;
 
@@ -36,10 +34,12 @@ struct TaskStateSegment {
 #[repr(C, align(16))]
 struct Stack([u8; IST_STACK_SIZE]);
 
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
-static mut NMI_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+const CPUS: usize = crate::percpu::MAX_CPUS;
 
-static mut TSS: TaskStateSegment = TaskStateSegment {
+static mut DOUBLE_FAULT_STACKS: [Stack; CPUS] = [const { Stack([0; IST_STACK_SIZE]) }; CPUS];
+static mut NMI_STACKS: [Stack; CPUS] = [const { Stack([0; IST_STACK_SIZE]) }; CPUS];
+
+const EMPTY_TSS: TaskStateSegment = TaskStateSegment {
     reserved0: 0,
     rsp: [0; 3],
     reserved1: 0,
@@ -50,7 +50,10 @@ static mut TSS: TaskStateSegment = TaskStateSegment {
     io_map_base: size_of::<TaskStateSegment>() as u16,
 };
 
-static mut GDT: [u64; 7] = [
+/// One TSS per CPU: a TSS is marked busy when loaded, so CPUs cannot share one.
+static mut TSS: [TaskStateSegment; CPUS] = [EMPTY_TSS; CPUS];
+
+const TEMPLATE: [u64; 7] = [
     0,
     0x00af_9a00_0000_ffff, // kernel code: present, DPL 0, long mode
     0x00cf_9200_0000_ffff, // kernel data
@@ -59,6 +62,9 @@ static mut GDT: [u64; 7] = [
     0,                     // TSS low (filled in by `init`)
     0,                     // TSS high
 ];
+
+/// One GDT per CPU (each holds its own TSS descriptor).
+static mut GDT: [[u64; 7]; CPUS] = [TEMPLATE; CPUS];
 
 #[repr(C, packed)]
 struct DescriptorPointer {
@@ -77,18 +83,21 @@ fn tss_descriptor(base: u64) -> (u64, u64) {
     (low, base >> 32)
 }
 
-/// Loads the GDT, reloads the segment registers and loads the task register.
-pub fn init() {
-    // SAFETY: runs once on the boot CPU before any other code uses these statics; the GDT and
-    // TSS are 'static, so the descriptors the CPU caches stay valid.
+/// Loads CPU `cpu`'s GDT, reloads the segment registers and loads its task register, with
+/// `kernel_stack` as the stack for interrupts from ring 3 (TSS.RSP0).
+pub fn init(cpu: usize, kernel_stack: u64) {
+    let cpu = cpu % CPUS;
+    // SAFETY: each CPU initializes only its own GDT and TSS, once, before using them; they are
+    // 'static, so the descriptors the CPU caches stay valid.
     unsafe {
-        let tss = &raw mut TSS;
+        let tss = &raw mut TSS[cpu];
         (*tss).ist[usize::from(IST_DOUBLE_FAULT - 1)] =
-            (&raw const DOUBLE_FAULT_STACK as u64) + IST_STACK_SIZE as u64;
+            (&raw const DOUBLE_FAULT_STACKS[cpu] as u64) + IST_STACK_SIZE as u64;
         (*tss).ist[usize::from(IST_NMI - 1)] =
-            (&raw const NMI_STACK as u64) + IST_STACK_SIZE as u64;
+            (&raw const NMI_STACKS[cpu] as u64) + IST_STACK_SIZE as u64;
+        core::ptr::write_unaligned(&raw mut (*tss).rsp[0], kernel_stack);
         let (low, high) = tss_descriptor(tss as u64);
-        let gdt = &raw mut GDT;
+        let gdt = &raw mut GDT[cpu];
         (*gdt)[5] = low;
         (*gdt)[6] = high;
         let pointer = DescriptorPointer {
@@ -113,12 +122,4 @@ pub fn init() {
             tss = in(reg) TSS_SELECTOR as u64,
         );
     }
-}
-
-/// Sets the stack the CPU switches to on an interrupt from ring 3 (TSS.RSP0).
-#[allow(dead_code)] // used once threads run in ring 3
-pub fn set_kernel_stack(top: u64) {
-    // SAFETY: a single aligned-enough 8-byte store into the TSS, which the CPU reads only on a
-    // privilege change; the TSS is packed, so write unaligned.
-    unsafe { core::ptr::write_unaligned(&raw mut TSS.rsp[0], top) };
 }

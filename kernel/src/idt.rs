@@ -1,42 +1,15 @@
 //! The interrupt descriptor table and the exception entry path (Intel SDM Vol. 3A, chapter 6).
 //!
 //! Every exception vector (0-31) enters through a small naked stub that pushes the vector (and a
-//! zero where the CPU pushes no error code), then a common stub that saves all general-purpose
-//! registers into an [`ExceptionFrame`] and calls [`exception`]. A kernel-mode exception is fatal:
-//! the report (vector, name, error code, RIP, CR2, registers) is printed and the system stops.
+//! zero where the CPU pushes no error code) and joins the common trap path (trap.rs); vectors
+//! 32-255 use the interrupt stubs there. A kernel-mode exception is fatal: the report (vector,
+//! name, error code, RIP, CR2, registers) is printed and the system stops. A user-mode one
+//! faults only its thread (execution.rs).
 
 use crate::gdt;
+use crate::trap::TrapFrame;
 use core::arch::naked_asm;
 use core::mem::size_of;
-
-/// The registers saved on exception entry, lowest address first.
-#[repr(C)]
-#[derive(Debug)]
-pub struct ExceptionFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub vector: u64,
-    pub error_code: u64,
-    // Pushed by the CPU (SDM Vol. 3A, Figure 6-9).
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
 
 /// Exception names and mnemonics (SDM Vol. 3A, Table 6-1).
 pub fn exception_name(vector: u64) -> (&'static str, &'static str) {
@@ -113,23 +86,6 @@ struct DescriptorPointer {
     base: u64,
 }
 
-/// Saves the registers, calls [`exception`] with the frame, restores and returns.
-#[unsafe(naked)]
-extern "C" fn exception_common() {
-    naked_asm!(
-        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
-        "mov rdi, rsp",
-        "cld",
-        "call {handler}",
-        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
-        "add rsp, 16",
-        "iretq",
-        handler = sym exception,
-    );
-}
-
 macro_rules! stubs {
     ($($name:ident = $vector:literal $kind:ident),* $(,)?) => {
         $(
@@ -142,10 +98,10 @@ macro_rules! stubs {
         const STUBS: [extern "C" fn(); 32] = [$($name),*];
     };
     (@body $vector:literal plain) => {
-        naked_asm!("push 0", "push {vector}", "jmp {common}", vector = const $vector, common = sym exception_common)
+        naked_asm!("push 0", "push {vector}", "jmp trap_entry", vector = const $vector)
     };
     (@body $vector:literal error) => {
-        naked_asm!("push {vector}", "jmp {common}", vector = const $vector, common = sym exception_common)
+        naked_asm!("push {vector}", "jmp trap_entry", vector = const $vector)
     };
 }
 
@@ -172,23 +128,34 @@ pub fn init() {
             };
             (*idt)[vector] = Gate::interrupt(*stub as usize as u64, ist);
         }
-        let pointer = DescriptorPointer {
-            limit: (size_of::<[Gate; 256]>() - 1) as u16,
-            base: idt as u64,
-        };
-        core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags));
+        for vector in 32..=255u8 {
+            (*idt)[usize::from(vector)] = Gate::interrupt(crate::trap::interrupt_stub(vector), 0);
+        }
     }
+    load();
 }
 
-/// Called by [`exception_common`] for every exception.
-extern "C" fn exception(frame: &mut ExceptionFrame) {
+/// Loads the (shared) IDT on this CPU.
+pub fn load() {
+    let pointer = DescriptorPointer {
+        limit: (size_of::<[Gate; 256]>() - 1) as u16,
+        base: (&raw const IDT) as u64,
+    };
+    // SAFETY: the IDT is 'static and filled by `init` before any CPU enables interrupts.
+    unsafe {
+        core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
+    };
+}
+
+/// A kernel-mode exception: report and stop the system.
+pub fn fatal_exception(frame: &TrapFrame) -> ! {
     crate::serial::force_unlock();
     report(frame);
-    crate::platform::stop(crate::platform::Outcome::Failure("fatal exception"));
+    crate::platform::stop(crate::platform::Outcome::Failure("fatal exception"))
 }
 
-/// Prints the exception report.
-fn report(frame: &ExceptionFrame) {
+/// Prints the exception report (also used for faulting user threads).
+pub fn report(frame: &TrapFrame) {
     let (mnemonic, name) = exception_name(frame.vector);
     let cr2 = crate::cpu::cr2();
     kprintln!(

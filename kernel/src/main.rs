@@ -13,23 +13,43 @@
 #[macro_use]
 mod serial;
 #[cfg(target_os = "none")]
+mod address_space;
+#[cfg(target_os = "none")]
+mod ap;
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod cpu;
+#[cfg(target_os = "none")]
+mod execution;
+#[cfg(target_os = "none")]
+mod frames;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
 mod idt;
 #[cfg(target_os = "none")]
+mod interrupt_routing;
+#[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
 mod paging;
+#[cfg(target_os = "none")]
+mod percpu;
 #[cfg(target_os = "none")]
 mod physical;
 #[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
 mod sync;
 #[cfg(target_os = "none")]
 mod test_fault;
+#[cfg(target_os = "none")]
+mod trap;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(include_str!("boot.s"));
@@ -47,8 +67,9 @@ extern "C" fn kernel_main(magic: u64, mbi: u64) -> ! {
     serial::init();
     kprintln!("sluice: kernel {} booting", env!("CARGO_PKG_VERSION"));
     cpu::enable_caches();
-    gdt::init();
+    gdt::init(0, percpu::stack_top(0));
     idt::init();
+    percpu::init(0, 0);
     boot::start(magic, mbi)
 }
 

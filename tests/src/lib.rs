@@ -32,6 +32,8 @@ pub struct BootTest {
     /// Extra kernel command-line flags.
     pub cmdline: &'static str,
     pub expect: Expect,
+    /// Emulated CPUs, overriding the manifest (`run --smp`).
+    pub cpus: Option<u32>,
     /// Lines (substrings) that must appear on the serial console, in any order.
     pub markers: &'static [&'static str],
     pub timeout_secs: u64,
@@ -45,12 +47,39 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "",
         expect: Expect::CleanShutdown,
+        cpus: None,
         markers: &[
             "sluice: cpu AuthenticAMD svm npt",
             "sluice: iommu dmar units 1 0xfed90000",
             "sluice: pci ecam 0xb0000000",
+            "init: started iommu-server as domain iommu",
+            "iommu-server: hello from portal 2 (version 1)",
+            "pci-server: iommu-server answered hello: version 1",
+            "vmm-server: pci-server answered hello: version 1",
+            "init: system up: 3 servers ready",
         ],
         timeout_secs: 120,
+    },
+    BootTest {
+        name: "qemu-smp2-misbehaving-program",
+        emulator: Emulator::Qemu,
+        system: None,
+        cmdline: "init.misbehave",
+        expect: Expect::CleanShutdown,
+        cpus: Some(2),
+        markers: &[
+            "sluice: smp: 2 CPUs online",
+            "misbehave: debug_write of a kernel address: BadAddress",
+            "sluice: fault: domain misbeh-2 thread",
+            "sluice: fault: domain misbeh-3 thread",
+            "#PF (page fault) rip=",
+            "addr=0x555500000000",
+            "sluice: fault: domain misbeh-4 thread",
+            "#GP (general protection)",
+            "init: misbehaving program: 3 faults reported, system still running",
+            "init: system up: 3 servers ready",
+        ],
+        timeout_secs: 180,
     },
     BootTest {
         name: "bochs-boot-vmx-ept",
@@ -58,7 +87,11 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "",
         expect: Expect::CleanShutdown,
-        markers: &["sluice: cpu GenuineIntel vmx ept vpid ug"],
+        cpus: None,
+        markers: &[
+            "sluice: cpu GenuineIntel vmx ept vpid ug",
+            "init: system up: 3 servers ready",
+        ],
         timeout_secs: 240,
     },
     BootTest {
@@ -67,6 +100,7 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "test-fault=pf",
         expect: Expect::Failure,
+        cpus: None,
         markers: &[
             "sluice: EXCEPTION #PF (page fault, vector 14) error=0x0",
             "cr2=0x00007fffdead0000",
@@ -81,6 +115,7 @@ pub const BOOT_TESTS: &[BootTest] = &[
         system: None,
         cmdline: "test-fault=ud",
         expect: Expect::Failure,
+        cpus: None,
         markers: &[
             "sluice: EXCEPTION #UD (invalid opcode, vector 6)",
             "sluice: halted: fatal exception",

@@ -9,7 +9,13 @@ pub const TARGET: &str = "x86_64-unknown-none";
 
 /// The userland programs the image carries as Multiboot2 modules, in load order
 /// (`init` first: it is the root task).
-pub const USER_PROGRAMS: &[&str] = &["init", "iommu-server", "pci-server", "vmm-server"];
+pub const USER_PROGRAMS: &[&str] = &[
+    "init",
+    "iommu-server",
+    "pci-server",
+    "vmm-server",
+    "misbehave",
+];
 
 /// Paths of the built binaries.
 pub struct Artifacts {

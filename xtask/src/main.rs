@@ -4,6 +4,7 @@
 //! errors before building anything (docs/manifest.md).
 
 mod artifacts;
+mod bench;
 mod image;
 mod run;
 mod system;
@@ -76,6 +77,15 @@ enum Commands {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Boot the benchmark system under QEMU -icount and print instruction counts.
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Seconds before the run is stopped.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        timeout: u64,
     },
     /// Run lints, host unit tests and emulator boot tests; prints `N passed, N failed` last.
     Test {
@@ -198,6 +208,7 @@ fn dispatch(command: Commands) -> Result<bool, String> {
             );
             Ok(outcome.success())
         }
+        Commands::Bench { json, timeout } => bench::run(json, timeout),
         Commands::Check { file, json } => {
             let plan = system::load(Some(&file))?;
             println!("{}", plan.report(json));

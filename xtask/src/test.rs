@@ -167,7 +167,10 @@ fn run_boot_test(test: &BootTest, built: &artifacts::Artifacts) -> Result<(bool,
         cmdline,
         output: dir.join("sluice.iso"),
     })?;
-    let machine = plan.machine(&dir)?;
+    let mut machine = plan.machine(&dir)?;
+    if let Some(cpus) = test.cpus {
+        machine.set_cpus(cpus)?;
+    }
     let options = RunOptions {
         emulator,
         timeout: Duration::from_secs(test.timeout_secs),

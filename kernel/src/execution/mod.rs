@@ -1,0 +1,279 @@
+//! Execution: the object model, address spaces, threads and scheduling behind one kernel lock,
+//! and the entry points the trap path calls (system calls, user exceptions, the timer,
+//! reschedule IPIs, device interrupts).
+//!
+//! Every entry from ring 3 saves the trap frame into the current thread, handles the event, and
+//! leaves into whichever thread should run: the same one, another one (IPC hand-off or
+//! preemption), or the idle loop. The kernel itself is never preempted.
+
+mod boot;
+mod faults;
+mod ipc;
+mod scheduler;
+mod sink;
+mod syscalls;
+mod threads;
+
+pub use boot::{start_root_task, BootModule, RootResources};
+
+use crate::address_space::AddressSpace;
+use crate::percpu::{self, MAX_CPUS};
+use crate::sync::SpinLock;
+use crate::trap::TrapFrame;
+use kernel_objects::{ObjectId, ObjectModel};
+use scheduler::Scheduler;
+use threads::{RunState, ThreadContext};
+
+/// Most protection domains alive at once.
+pub const DOMAINS: usize = 32;
+/// Capability slots per domain.
+pub const SLOTS: usize = 256;
+/// Kernel objects (each thread and domain is one).
+pub const OBJECTS: usize = 512;
+/// Mapping records.
+pub const MAPPINGS: usize = 2048;
+
+pub type Model = ObjectModel<DOMAINS, SLOTS, OBJECTS, MAPPINGS>;
+
+/// A domain's kernel-side state.
+pub struct DomainState {
+    pub space: Option<AddressSpace>,
+    pub name: [u8; 8],
+    /// Bumped when a mapping is removed: CPUs reload CR3 before running the domain again.
+    pub flush_generation: u64,
+}
+
+impl DomainState {
+    const EMPTY: DomainState = DomainState {
+        space: None,
+        name: [0; 8],
+        flush_generation: 0,
+    };
+
+    /// The name as text.
+    pub fn name(&self) -> &str {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(8);
+        core::str::from_utf8(&self.name[..end]).unwrap_or("?")
+    }
+}
+
+/// Everything behind the kernel lock.
+pub struct Kernel {
+    pub model: Model,
+    pub domains: [DomainState; OBJECTS],
+    pub threads: [ThreadContext; OBJECTS],
+    pub scheduler: Scheduler,
+    /// Init's domain and its fault notification.
+    pub root: Option<ObjectId>,
+    pub fault_notification: Option<ObjectId>,
+    /// Ticks since boot (CPU 0's timer).
+    pub ticks: u64,
+    /// Physical RAM ranges (for choosing cacheable mappings).
+    pub ram: heapless::Vec<(u64, u64), 32>,
+    /// Per CPU: the domain whose CR3 is loaded and the flush generation seen.
+    loaded: [(Option<ObjectId>, u64); MAX_CPUS],
+    /// Calls delivered in order: a stamp for FIFO order among blocked callers.
+    pub call_stamp: u64,
+}
+
+static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
+    model: Model::new(),
+    domains: [const { DomainState::EMPTY }; OBJECTS],
+    threads: [ThreadContext::EMPTY; OBJECTS],
+    scheduler: Scheduler::new(),
+    root: None,
+    fault_notification: None,
+    ticks: 0,
+    ram: heapless::Vec::new(),
+    loaded: [(None, 0); MAX_CPUS],
+    call_stamp: 0,
+});
+
+/// What a handler wants after it ran.
+pub enum Next {
+    /// Return to the current thread (its frame may have been changed).
+    Current,
+    /// The current thread stopped or blocked: run something else.
+    Reschedule,
+    /// Hand the CPU to this thread directly (IPC fast path); the current one is not requeued.
+    SwitchTo(u32),
+}
+
+impl Kernel {
+    /// The domain state of a domain object.
+    pub fn domain(&mut self, id: ObjectId) -> &mut DomainState {
+        &mut self.domains[id.index as usize % OBJECTS]
+    }
+
+    /// Marks a thread ready and, when its CPU is another one, pokes that CPU.
+    pub fn make_ready(&mut self, index: u32) {
+        let Kernel {
+            scheduler, threads, ..
+        } = self;
+        scheduler.enqueue(threads, index);
+        let cpu = threads[index as usize].cpu;
+        if cpu != percpu::current_index() {
+            crate::smp::poke(cpu);
+        }
+    }
+
+    /// Leaves the kernel on `cpu` according to `next`, writing the thread to run into `frame`;
+    /// returns false if nothing can run (the caller then idles).
+    fn leave(&mut self, cpu: usize, frame: &mut TrapFrame, next: Next) -> bool {
+        let current = self.scheduler.current[cpu];
+        let chosen = match next {
+            Next::Current => match current {
+                Some(index) if self.threads[index as usize].state == RunState::Running => {
+                    Some(index)
+                }
+                _ => self.pick(cpu),
+            },
+            Next::Reschedule => {
+                if let Some(index) = current {
+                    if self.threads[index as usize].state == RunState::Running {
+                        let Kernel {
+                            scheduler, threads, ..
+                        } = self;
+                        scheduler.enqueue(threads, index);
+                    }
+                }
+                self.pick(cpu)
+            }
+            Next::SwitchTo(target) => Some(target),
+        };
+        let Some(index) = chosen else {
+            self.scheduler.current[cpu] = None;
+            return false;
+        };
+        self.run(cpu, index, frame);
+        true
+    }
+
+    fn pick(&mut self, cpu: usize) -> Option<u32> {
+        let Kernel {
+            scheduler, threads, ..
+        } = self;
+        scheduler.pick(threads, cpu)
+    }
+
+    /// Makes `index` the running thread of `cpu` and loads its registers and address space.
+    fn run(&mut self, cpu: usize, index: u32, frame: &mut TrapFrame) {
+        let thread = &mut self.threads[index as usize];
+        thread.state = RunState::Running;
+        *frame = thread.frame;
+        self.scheduler.current[cpu] = Some(index);
+        let Some(domain) = thread.domain else { return };
+        let state = &self.domains[domain.index as usize % OBJECTS];
+        let generation = state.flush_generation;
+        if self.loaded[cpu] != (Some(domain), generation) {
+            if let Some(space) = &state.space {
+                // SAFETY: the root is a valid PML4 sharing the kernel half, so the kernel keeps
+                // running after the switch; reloading also flushes non-global TLB entries.
+                unsafe { core::arch::asm!("mov cr3, {}", in(reg) space.root(), options(nostack)) };
+                self.loaded[cpu] = (Some(domain), generation);
+            }
+        }
+    }
+}
+
+/// Runs `handler` for a trap from ring 3 and leaves into the right thread.
+fn from_user(
+    frame: &mut TrapFrame,
+    handler: impl FnOnce(&mut Kernel, usize, u32, &mut TrapFrame) -> Next,
+) {
+    let cpu = percpu::current_index();
+    let mut kernel = KERNEL.lock();
+    let Some(current) = kernel.scheduler.current[cpu] else {
+        drop(kernel);
+        idle(cpu)
+    };
+    kernel.threads[current as usize].frame = *frame;
+    // Handlers change the saved frame (return values); `leave` loads whichever thread runs.
+    let next = handler(&mut kernel, cpu, current, frame);
+    if !kernel.leave(cpu, frame, next) {
+        drop(kernel);
+        idle(cpu);
+    }
+}
+
+/// The idle loop: waits for an interrupt, then runs whatever became ready.
+pub fn idle(cpu: usize) -> ! {
+    loop {
+        {
+            let mut kernel = KERNEL.lock();
+            let mut frame = TrapFrame::default();
+            if kernel.leave(cpu, &mut frame, Next::Current) {
+                drop(kernel);
+                crate::trap::resume(&frame);
+            }
+        }
+        // SAFETY: enabling interrupts only to halt until the next one; `sti` delays delivery
+        // until after `hlt` starts, so no wake-up is lost; interrupts go off again after.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+}
+
+/// `syscall` from ring 3.
+pub fn system_call(frame: &mut TrapFrame) {
+    from_user(frame, syscalls::handle);
+}
+
+/// An exception in ring 3: the thread is stopped and reported.
+pub fn user_exception(frame: &mut TrapFrame) {
+    from_user(frame, faults::handle);
+}
+
+/// The scheduling tick.
+pub fn tick(frame: &mut TrapFrame) {
+    let cpu = percpu::current_index();
+    {
+        let mut kernel = KERNEL.lock();
+        if cpu == 0 {
+            kernel.ticks += 1;
+        }
+        ipc::expire_waits(&mut kernel, cpu);
+    }
+    if frame.came_from_user() {
+        from_user(frame, |kernel, cpu, current, _| {
+            let priority = kernel.threads[current as usize].priority;
+            match kernel.scheduler.best_priority(cpu) {
+                Some(best) if best >= priority => Next::Reschedule,
+                _ => Next::Current,
+            }
+        });
+    }
+}
+
+/// A reschedule IPI: something became ready on this CPU or a thread here was stopped.
+pub fn preempt(frame: &mut TrapFrame) {
+    if frame.came_from_user() {
+        from_user(frame, |kernel, cpu, current, _| {
+            let thread = &kernel.threads[current as usize];
+            let stopped = thread.state != RunState::Running;
+            match kernel.scheduler.best_priority(cpu) {
+                _ if stopped => Next::Reschedule,
+                Some(best) if best > thread.priority => Next::Reschedule,
+                _ => Next::Current,
+            }
+        });
+    }
+}
+
+/// A device interrupt: signal the notification its interrupt object is bound to.
+pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) {
+    {
+        let mut kernel = KERNEL.lock();
+        if let Some(line) = crate::interrupt_routing::line_of_vector(vector) {
+            if let Some(notification) = kernel.model.interrupt_fired(line) {
+                crate::interrupt_routing::mask(line);
+                ipc::wake_waiters(&mut kernel, notification);
+            }
+        }
+    }
+    preempt(frame);
+}
+
+/// Runs `f` with the kernel lock held (boot and SMP bring-up).
+pub fn with_kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
+    f(&mut KERNEL.lock())
+}

@@ -1,0 +1,82 @@
+//! Acting on what the object model reports when capabilities go: unmap and flush removed
+//! mappings, stop the threads of torn-down domains, release kernel storage of destroyed objects.
+
+use super::threads::RunState;
+use super::{Kernel, OBJECTS};
+use crate::paging::PAGE_4K;
+use kernel_objects::{Mapping, MappingKind, Object, ObjectId, TeardownSink};
+
+/// Splits the kernel so the model can be borrowed alongside a sink over the rest.
+pub fn with_sink<R>(
+    kernel: &mut Kernel,
+    f: impl FnOnce(&mut super::Model, &mut RestSink<'_>) -> R,
+) -> R {
+    let Kernel {
+        model,
+        domains,
+        threads,
+        scheduler,
+        ..
+    } = kernel;
+    let mut sink = RestSink {
+        domains,
+        threads,
+        scheduler,
+    };
+    f(model, &mut sink)
+}
+
+/// The parts of the kernel a teardown touches.
+pub struct RestSink<'a> {
+    domains: &'a mut [super::DomainState; OBJECTS],
+    threads: &'a mut [super::threads::ThreadContext; OBJECTS],
+    scheduler: &'a mut super::scheduler::Scheduler,
+}
+
+impl TeardownSink for RestSink<'_> {
+    fn mapping_removed(&mut self, mapping: &Mapping) {
+        let MappingKind::Memory { range, .. } = mapping.kind else {
+            return;
+        };
+        let state = &mut self.domains[mapping.domain.index as usize % OBJECTS];
+        if let Some(space) = &mut state.space {
+            let mut address = range.base().get();
+            while address < range.end() {
+                space.unmap(address);
+                address += PAGE_4K;
+            }
+        }
+        state.flush_generation += 1;
+        crate::smp::flush_everywhere();
+    }
+
+    fn domain_torn_down(&mut self, domain: ObjectId) {
+        for index in 0..OBJECTS {
+            let thread = &self.threads[index];
+            if thread.domain == Some(domain)
+                && !matches!(thread.state, RunState::Free | RunState::Faulted)
+            {
+                self.scheduler.remove(&mut self.threads[..], index as u32);
+                self.threads[index].state = RunState::Suspended;
+            }
+        }
+    }
+
+    fn object_destroyed(&mut self, id: ObjectId, object: &Object) {
+        match object {
+            Object::Thread(_) => {
+                let index = id.index as usize % OBJECTS;
+                self.scheduler.remove(&mut self.threads[..], index as u32);
+                self.threads[index] = super::threads::ThreadContext::EMPTY;
+            }
+            Object::ProtectionDomain(_) => {
+                let state = &mut self.domains[id.index as usize % OBJECTS];
+                if let Some(space) = state.space.take() {
+                    space.destroy();
+                }
+                state.name = [0; 8];
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The system-call dispatcher: decode (kernel-objects, no state changes), then one operation on
+//! the object model plus the kernel-side effect it implies (address spaces, threads, IPC).
+//! Results go back in the caller's saved RAX (status) and RDI (result word).
+
+use super::faults::stop_thread;
+use super::ipc;
+use super::sink::with_sink;
+use super::threads::{RunState, ThreadContext};
+use super::{Kernel, Next, OBJECTS, SLOTS};
+use crate::address_space::{Access, AddressSpace};
+use crate::paging::PAGE_4K;
+use crate::trap::TrapFrame;
+use kernel_objects::{decode, DecodedSyscall, Mapping, MappingKind, Object, ObjectId};
+use sluice_abi::syscall::{
+    MemoryRights, ObjectType, RawRegisters, ShutdownKind, Status, ThreadOperation,
+};
+
+/// Handles the system call of thread `current` (its registers are in `frame`).
+pub fn handle(kernel: &mut Kernel, cpu: usize, current: u32, frame: &mut TrapFrame) -> Next {
+    let registers = RawRegisters {
+        number: frame.rax,
+        arguments: [
+            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+        ],
+    };
+    let result = match decode(&registers, SLOTS as u32) {
+        Ok(call) => execute(kernel, cpu, current, call),
+        Err(status) => Err(status),
+    };
+    match result {
+        Ok(Outcome::Done(value)) => {
+            let thread = &mut kernel.threads[current as usize];
+            thread.frame.rax = Status::Success.as_raw();
+            if let Some(value) = value {
+                thread.frame.rdi = value;
+            }
+            Next::Current
+        }
+        Ok(Outcome::Continue(next)) => next,
+        Err(status) => {
+            kernel.threads[current as usize].frame.rax = status.as_raw();
+            Next::Current
+        }
+    }
+}
+
+enum Outcome {
+    /// Success, with an optional result word for RDI.
+    Done(Option<u64>),
+    /// The operation set the return values itself and says what runs next.
+    Continue(Next),
+}
+
+fn caller_domain(kernel: &Kernel, current: u32) -> Result<ObjectId, Status> {
+    kernel.threads[current as usize]
+        .domain
+        .ok_or(Status::Aborted)
+}
+
+fn execute(
+    kernel: &mut Kernel,
+    cpu: usize,
+    current: u32,
+    call: DecodedSyscall,
+) -> Result<Outcome, Status> {
+    let caller = caller_domain(kernel, current)?;
+    let done = Ok(Outcome::Done(None));
+    match call {
+        DecodedSyscall::DebugWrite { buffer } => {
+            let space = kernel.domains[caller.index as usize % OBJECTS]
+                .space
+                .as_ref()
+                .ok_or(Status::Aborted)?;
+            let mut chunk = [0u8; 512];
+            // Check the whole buffer first so a bad tail prints nothing.
+            let mut checked = 0;
+            while checked < buffer.length() {
+                let take = (buffer.length() - checked).min(chunk.len() as u64) as usize;
+                if !space.read(buffer.base().get() + checked, &mut chunk[..take]) {
+                    return Err(Status::BadAddress);
+                }
+                checked += take as u64;
+            }
+            let mut printed = 0;
+            while printed < buffer.length() {
+                let take = (buffer.length() - printed).min(chunk.len() as u64) as usize;
+                space.read(buffer.base().get() + printed, &mut chunk[..take]);
+                for byte in &mut chunk[..take] {
+                    if !(byte.is_ascii_graphic() || *byte == b' ' || *byte == b'\n') {
+                        *byte = b'?';
+                    }
+                }
+                kprint!("{}", core::str::from_utf8(&chunk[..take]).unwrap_or(""));
+                printed += take as u64;
+            }
+            done
+        }
+        DecodedSyscall::CreateProtectionDomain {
+            destination,
+            limit,
+            cpu_mask,
+            name,
+        } => {
+            let space = AddressSpace::new().map_err(|_| Status::OutOfKernelMemory)?;
+            match kernel
+                .model
+                .create_domain(caller, destination, limit, cpu_mask)
+            {
+                Ok(id) => {
+                    let state = kernel.domain(id);
+                    state.space = Some(space);
+                    state.name = name;
+                    done
+                }
+                Err(error) => {
+                    space.destroy();
+                    Err(error)
+                }
+            }
+        }
+        DecodedSyscall::CreateThread {
+            domain,
+            destination,
+            parameters,
+        } => {
+            let id = kernel
+                .model
+                .create_thread(caller, domain, destination, parameters)?;
+            let Some(Object::Thread(thread)) = kernel.model.object(id).map(|e| e.object) else {
+                return Err(Status::Aborted);
+            };
+            kernel.threads[id.index as usize % OBJECTS] = ThreadContext::new(
+                id,
+                thread.domain,
+                parameters.instruction_pointer.get(),
+                parameters.stack_pointer.get(),
+                parameters.utcb.get(),
+                parameters.priority,
+                usize::from(parameters.cpu),
+            );
+            done
+        }
+        DecodedSyscall::CreatePortal {
+            handler,
+            destination,
+            portal_id,
+        } => kernel
+            .model
+            .create_portal(caller, handler, destination, portal_id)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::CreateNotification { destination } => kernel
+            .model
+            .create_notification(caller, destination)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::CreateMemory {
+            source,
+            destination,
+            offset,
+            size,
+        } => kernel
+            .model
+            .create_memory(caller, source, destination, offset, size)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::CreateInterrupt {
+            source,
+            destination,
+            line,
+            notification,
+            bit,
+        } => {
+            crate::interrupt_routing::check_line(line)?;
+            kernel
+                .model
+                .create_interrupt(caller, source, destination, line, notification, bit)?;
+            crate::interrupt_routing::route(line);
+            done
+        }
+        DecodedSyscall::CreateIoRange {
+            source,
+            destination,
+            first,
+            count,
+        } => kernel
+            .model
+            .create_io_range(caller, source, destination, first, count)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::Derive {
+            source,
+            destination,
+            rights,
+        } => kernel
+            .model
+            .derive(caller, source, destination, rights)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::Delegate {
+            source,
+            domain,
+            destination,
+            rights,
+        } => kernel
+            .model
+            .delegate(caller, source, domain, destination, rights)
+            .map(|_| Outcome::Done(None)),
+        DecodedSyscall::Revoke { selector, flags } => {
+            with_sink(kernel, |model, sink| {
+                model.revoke(caller, selector, flags, sink)
+            })?;
+            done
+        }
+        DecodedSyscall::Delete { selector } => {
+            with_sink(kernel, |model, sink| model.delete(caller, selector, sink))?;
+            done
+        }
+        DecodedSyscall::Map {
+            memory,
+            domain,
+            range,
+            offset,
+            rights,
+        } => {
+            let Kernel {
+                model,
+                domains,
+                ram,
+                ..
+            } = kernel;
+            model.map(caller, memory, domain, range, offset, rights, |mapping| {
+                install(domains, ram, mapping)
+            })?;
+            done
+        }
+        DecodedSyscall::Unmap { domain, range } => {
+            let mapping = kernel.model.unmap(caller, domain, range)?;
+            with_sink(kernel, |_, sink| {
+                kernel_objects::TeardownSink::mapping_removed(sink, &mapping)
+            });
+            done
+        }
+        DecodedSyscall::Call { portal } => {
+            ipc::call(kernel, cpu, current, portal).map(Outcome::Continue)
+        }
+        DecodedSyscall::ReplyAndWait => {
+            ipc::reply_and_wait(kernel, cpu, current).map(Outcome::Continue)
+        }
+        DecodedSyscall::Signal { notification, bits } => {
+            let id = kernel.model.signal(caller, notification, bits)?;
+            ipc::wake_waiters(kernel, id);
+            done
+        }
+        DecodedSyscall::Wait {
+            notification,
+            timeout,
+        } => {
+            let (_, capability) = kernel.model.lookup(
+                caller,
+                notification,
+                ObjectType::Notification,
+                sluice_abi::syscall::NotificationRights::WAIT.bits(),
+            )?;
+            let bits = kernel.model.take_signals(caller, notification)?;
+            if bits != 0 {
+                return Ok(Outcome::Done(Some(bits)));
+            }
+            Ok(Outcome::Continue(ipc::block_on_notification(
+                kernel,
+                current,
+                capability.object,
+                timeout,
+            )))
+        }
+        DecodedSyscall::ThreadControl {
+            thread,
+            operation,
+            value,
+        } => thread_control(kernel, caller, current, thread, operation, value),
+        DecodedSyscall::Yield => Ok(Outcome::Continue(Next::Reschedule)),
+        DecodedSyscall::Shutdown { domain, kind, code } => {
+            kernel.model.check_shutdown(caller, domain)?;
+            kprintln!(
+                "sluice: shutdown requested by domain {} (code {code})",
+                kernel.domain(caller).name()
+            );
+            match (kind, code) {
+                (ShutdownKind::PowerOff, 0) => {
+                    crate::platform::stop(crate::platform::Outcome::Success)
+                }
+                (ShutdownKind::PowerOff, _) => crate::platform::stop(
+                    crate::platform::Outcome::Failure("init reported failure"),
+                ),
+                (ShutdownKind::Reboot, _) => {
+                    crate::platform::stop(crate::platform::Outcome::Failure("reboot requested"))
+                }
+            }
+        }
+        DecodedSyscall::MemoryPhysical { memory, offset } => {
+            let physical = kernel.model.memory_physical(caller, memory, offset)?;
+            Ok(Outcome::Done(Some(physical.0)))
+        }
+        DecodedSyscall::InterruptAcknowledge { interrupt } => {
+            let line = kernel.model.interrupt_acknowledge(caller, interrupt)?;
+            crate::interrupt_routing::unmask(line);
+            done
+        }
+        DecodedSyscall::IoAllow { .. } => Err(Status::NotImplemented),
+        DecodedSyscall::CreateVm { .. }
+        | DecodedSyscall::CreateVcpu { .. }
+        | DecodedSyscall::VmMap { .. }
+        | DecodedSyscall::VcpuRun { .. } => Err(Status::NotImplemented),
+    }
+}
+
+/// Writes the page-table entries of a new mapping (all or nothing).
+fn install(
+    domains: &mut [super::DomainState; OBJECTS],
+    ram: &[(u64, u64)],
+    mapping: &Mapping,
+) -> Result<(), Status> {
+    let MappingKind::Memory {
+        range,
+        physical,
+        rights,
+    } = mapping.kind
+    else {
+        return Err(Status::InvalidArgument);
+    };
+    let space = domains[mapping.domain.index as usize % OBJECTS]
+        .space
+        .as_mut()
+        .ok_or(Status::Aborted)?;
+    let access = Access {
+        writable: rights.contains(MemoryRights::WRITE),
+        executable: rights.contains(MemoryRights::EXECUTE),
+        uncached: !ram
+            .iter()
+            .any(|&(start, end)| start <= physical.0 && physical.0 < end),
+    };
+    let base = range.base().get();
+    let mut offset = 0;
+    while offset < range.length() {
+        if let Err(error) = space.map(base + offset, physical.0 + offset, access) {
+            let mut undo = 0;
+            while undo < offset {
+                space.unmap(base + undo);
+                undo += PAGE_4K;
+            }
+            return Err(match error {
+                crate::address_space::MapError::OutOfMemory => Status::OutOfKernelMemory,
+                crate::address_space::MapError::BadAddress => Status::BadAddress,
+                crate::address_space::MapError::AlreadyMapped => Status::AlreadyMapped,
+            });
+        }
+        offset += PAGE_4K;
+    }
+    Ok(())
+}
+
+fn thread_control(
+    kernel: &mut Kernel,
+    caller: ObjectId,
+    current: u32,
+    thread: sluice_abi::syscall::Selector,
+    operation: ThreadOperation,
+    value: u64,
+) -> Result<Outcome, Status> {
+    let id = kernel
+        .model
+        .thread_control(caller, thread, operation, value)?;
+    let index = id.index;
+    if index as usize >= OBJECTS || kernel.threads[index as usize].id != Some(id) {
+        return Err(Status::Aborted);
+    }
+    let state = kernel.threads[index as usize].state;
+    match operation {
+        ThreadOperation::Start => {
+            if matches!(state, RunState::Created | RunState::Suspended) {
+                kernel.make_ready(index);
+            }
+        }
+        ThreadOperation::Suspend => {
+            if !matches!(state, RunState::Faulted | RunState::Free) {
+                stop_thread(kernel, index, RunState::Suspended);
+                if index == current {
+                    return Ok(Outcome::Continue(Next::Reschedule));
+                }
+                crate::smp::poke(kernel.threads[index as usize].cpu);
+            }
+        }
+        ThreadOperation::SetPriority | ThreadOperation::SetCpu => {
+            let ready = state == RunState::Ready;
+            if ready {
+                let Kernel {
+                    scheduler, threads, ..
+                } = kernel;
+                scheduler.remove(threads, index);
+            }
+            let thread = &mut kernel.threads[index as usize];
+            if operation == ThreadOperation::SetPriority {
+                thread.priority = value as u8;
+            } else {
+                thread.cpu = value as usize;
+            }
+            if ready {
+                kernel.make_ready(index);
+            }
+        }
+    }
+    Ok(Outcome::Done(None))
+}

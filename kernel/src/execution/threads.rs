@@ -1,0 +1,125 @@
+//! The kernel's side of each thread: saved registers, scheduling state, IPC state. The object
+//! model owns the thread object and its capabilities; this table, indexed by the thread's
+//! object index, is what the kernel needs to run it.
+
+use crate::trap::TrapFrame;
+use kernel_objects::ObjectId;
+
+/// Where a thread is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// No thread uses this entry.
+    Free,
+    /// Created, not started.
+    Created,
+    /// In its CPU's ready queue.
+    Ready,
+    /// On a CPU now.
+    Running,
+    /// Stopped by `thread_control(Suspend)` (also how a program ends).
+    Suspended,
+    /// Stopped by an exception; never runs again.
+    Faulted,
+    /// Called a portal whose handler was not waiting; the message is still in its UTCB.
+    BlockedCall {
+        handler: u32,
+        portal_id: u64,
+        since: u64,
+    },
+    /// Delivered a call; waits for the handler's reply.
+    BlockedReply { handler: u32 },
+    /// In `reply_and_wait`, waiting for a call.
+    BlockedReceive,
+    /// In `wait` on a notification (its RIP is rewound to re-issue the call when woken).
+    BlockedWait {
+        notification: ObjectId,
+        deadline: u64,
+    },
+}
+
+/// One thread.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadContext {
+    pub id: Option<ObjectId>,
+    pub domain: Option<ObjectId>,
+    pub frame: TrapFrame,
+    pub state: RunState,
+    pub cpu: usize,
+    pub priority: u8,
+    /// User address of its message buffer.
+    pub utcb: u64,
+    /// The caller waiting for this thread's reply.
+    pub reply_to: Option<u32>,
+    /// Ready-queue links (thread indices).
+    pub previous: Option<u32>,
+    pub next: Option<u32>,
+}
+
+impl ThreadContext {
+    pub const EMPTY: ThreadContext = ThreadContext {
+        id: None,
+        domain: None,
+        frame: TrapFrame {
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rbp: 0,
+            rdi: 0,
+            rsi: 0,
+            rdx: 0,
+            rcx: 0,
+            rbx: 0,
+            rax: 0,
+            vector: 0,
+            error_code: 0,
+            rip: 0,
+            cs: 0,
+            rflags: 0,
+            rsp: 0,
+            ss: 0,
+        },
+        state: RunState::Free,
+        cpu: 0,
+        priority: 0,
+        utcb: 0,
+        reply_to: None,
+        previous: None,
+        next: None,
+    };
+
+    /// A fresh thread that will enter ring 3 at `rip` with `rsp`, RDI = its UTCB.
+    pub fn new(
+        id: ObjectId,
+        domain: ObjectId,
+        rip: u64,
+        rsp: u64,
+        utcb: u64,
+        priority: u8,
+        cpu: usize,
+    ) -> Self {
+        let frame = TrapFrame {
+            rip,
+            rsp,
+            rdi: utcb,
+            cs: u64::from(crate::gdt::USER_CODE),
+            ss: u64::from(crate::gdt::USER_DATA),
+            rflags: 0x202, // IF set, reserved bit 1
+            ..TrapFrame::default()
+        };
+        ThreadContext {
+            id: Some(id),
+            domain: Some(domain),
+            frame,
+            state: RunState::Created,
+            cpu,
+            priority,
+            utcb,
+            ..ThreadContext::EMPTY
+        }
+    }
+}

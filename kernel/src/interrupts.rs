@@ -1,0 +1,24 @@
+//! Hardware interrupts: the scheduling tick, reschedule IPIs, spurious interrupts, and device
+//! vectors, which become signals on the notification an interrupt object is bound to.
+
+use crate::apic;
+use crate::trap::TrapFrame;
+
+/// Handles interrupt `vector`; may switch threads when it came from ring 3.
+pub fn handle(vector: u8, frame: &mut TrapFrame) {
+    match vector {
+        apic::SPURIOUS_VECTOR => {}
+        apic::TIMER_VECTOR => {
+            apic::end_of_interrupt();
+            crate::execution::tick(frame);
+        }
+        apic::RESCHEDULE_VECTOR => {
+            apic::end_of_interrupt();
+            crate::execution::preempt(frame);
+        }
+        vector => {
+            apic::end_of_interrupt();
+            crate::execution::device_interrupt(vector, frame);
+        }
+    }
+}
