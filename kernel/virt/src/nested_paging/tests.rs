@@ -661,7 +661,7 @@ fn run_model<F: EntryFormat>(operations: Vec<Operation>, probes: Vec<u64>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn ept_random_map_unmap_agrees_with_model(
