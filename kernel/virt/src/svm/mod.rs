@@ -1,10 +1,11 @@
 //! The AMD SVM backend's pure half: the VMCB layout and intercept bits ([`vmcb`]), exit
-//! decoding ([`exit`]) and reply application ([`entry`]).
+//! decoding ([`exit`]), reply application ([`entry`]) and the initial control area ([`setup`]).
 //!
 //! The kernel runs VMRUN on the VMCB page and saves the guest GPRs other than RAX and RSP
 //! (which the VMCB holds); everything else happens here on the page as a byte buffer.
 pub mod entry;
 pub mod exit;
+pub mod setup;
 pub mod vmcb;
 
 pub use entry::apply_reply;
