@@ -216,11 +216,6 @@ impl AddressSpace {
         true
     }
 
-    /// Copies `bytes` into user memory, checking every page is mapped writable for the user.
-    pub fn write(&self, address: u64, bytes: &[u8]) -> bool {
-        self.write_checked(address, bytes, true)
-    }
-
     /// Copies `bytes` into user pages whatever their write permission (loading read-only
     /// program segments).
     pub fn write_any(&self, address: u64, bytes: &[u8]) -> bool {

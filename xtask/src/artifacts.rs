@@ -15,6 +15,7 @@ pub const USER_PROGRAMS: &[&str] = &[
     "pci-server",
     "vmm-server",
     "misbehave",
+    "bench",
 ];
 
 /// Paths of the built binaries.

@@ -53,6 +53,7 @@ fn step(tally: &mut Tally, name: &str, command: &mut Command) {
 const BARE_METAL_LIBRARIES: &[&str] = &[
     "kernel-core",
     "kernel-objects",
+    "kernel-virt",
     "sluice-abi",
     "iommu-core",
     "iommu-api",

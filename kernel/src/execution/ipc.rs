@@ -7,80 +7,97 @@
 
 use super::threads::RunState;
 use super::{Kernel, Next, OBJECTS};
+use crate::trap::TrapFrame;
 use kernel_objects::ObjectId;
-use sluice_abi::ipc::{Utcb, MAX_TRANSFER_ITEMS, MAX_UNTYPED_WORDS, UTCB_SIZE};
+use sluice_abi::ipc::{
+    MessageTag, ReceiveWindow, TransferItem, Utcb, MAX_TRANSFER_ITEMS, MAX_UNTYPED_WORDS,
+};
 use sluice_abi::syscall::{Selector, Status};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
-/// Offset of the untyped words in the UTCB.
+// Field offsets in the UTCB (sluice_abi::ipc).
+const TAG_OFFSET: usize = core::mem::offset_of!(Utcb, tag);
+const WINDOW_OFFSET: usize = core::mem::offset_of!(Utcb, receive_window);
 const UNTYPED_OFFSET: usize = core::mem::offset_of!(Utcb, untyped);
 const TRANSFER_OFFSET: usize = core::mem::offset_of!(Utcb, transfer);
 
-fn read_utcb(kernel: &Kernel, thread: u32) -> Result<Utcb, Status> {
+/// Where `thread`'s UTCB is, through the kernel's direct map: the UTCB is one page-aligned
+/// page (checked at `create_thread`), so one translation covers every field. `write` asks for a
+/// page the thread may write.
+fn utcb_pointer(kernel: &Kernel, thread: u32, write: bool) -> Result<*mut u8, Status> {
     let context = &kernel.threads[thread as usize];
     let domain = context.domain.ok_or(Status::Aborted)?;
     let space = kernel.domains[domain.index as usize % OBJECTS]
         .space
         .as_ref()
         .ok_or(Status::Aborted)?;
-    let mut bytes = [0u8; UTCB_SIZE];
-    if !space.read(context.utcb, &mut bytes) {
-        return Err(Status::BadAddress);
-    }
-    Utcb::read_from_bytes(&bytes).map_err(|_| Status::BadAddress)
+    let physical = space
+        .translate(context.utcb, write)
+        .ok_or(Status::BadAddress)?;
+    Ok(crate::paging::phys_to_virt(physical))
 }
 
-fn write_bytes(kernel: &Kernel, thread: u32, offset: usize, bytes: &[u8]) -> Result<(), Status> {
-    let context = &kernel.threads[thread as usize];
-    let domain = context.domain.ok_or(Status::Aborted)?;
-    let space = kernel.domains[domain.index as usize % OBJECTS]
-        .space
-        .as_ref()
-        .ok_or(Status::Aborted)?;
-    if space.write(context.utcb + offset as u64, bytes) {
-        Ok(())
-    } else {
-        Err(Status::BadAddress)
-    }
+/// Copies `length` bytes between two UTCB fields.
+///
+/// # Safety
+/// Both pointers come from [`utcb_pointer`] and `offset + length` stays inside the UTCB.
+unsafe fn copy_field(from: *const u8, to: *mut u8, offset: usize, length: usize) {
+    // SAFETY: the caller guarantees both ranges lie inside mapped UTCB pages; they are distinct
+    // threads' pages or the same bytes (a thread calling itself is refused), so no overlap
+    // hazard beyond what `copy` allows.
+    unsafe { core::ptr::copy(from.add(offset), to.add(offset), length) };
 }
 
-/// Copies the message of `from` into `to`'s UTCB, with capability transfers. Nothing is
-/// delivered if anything is wrong (bad tag, unreadable buffers, a refused transfer).
+/// Copies the message of `from` into `to`'s UTCB, with capability transfers. Only the tag, the
+/// words it counts and (with items) the transfer items and the receiver's window are touched.
+/// Nothing is delivered if anything is wrong (bad tag, unmapped buffers, a refused transfer).
 fn deliver(kernel: &mut Kernel, from: u32, to: u32) -> Result<(), Status> {
-    let message = read_utcb(kernel, from)?;
-    let receiver = read_utcb(kernel, to)?;
-    let tag = message.tag;
+    let source = utcb_pointer(kernel, from, false)?;
+    let destination = utcb_pointer(kernel, to, true)?;
+    // SAFETY: `source` points at a mapped UTCB page; the tag is its first 8 bytes.
+    let tag = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const MessageTag) };
     let words = usize::from(tag.untyped_words);
     let items = usize::from(tag.transfer_items);
     if words > MAX_UNTYPED_WORDS || items > MAX_TRANSFER_ITEMS {
         return Err(Status::Overflow);
     }
     if items > 0 {
+        let mut transfer = [TransferItem::default(); MAX_TRANSFER_ITEMS];
+        let mut window = ReceiveWindow::default();
+        // SAFETY: both fields lie inside the mapped UTCB pages (offsets from `Utcb`).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                source.add(TRANSFER_OFFSET),
+                transfer.as_mut_bytes().as_mut_ptr(),
+                items * core::mem::size_of::<TransferItem>(),
+            );
+            core::ptr::copy_nonoverlapping(
+                destination.add(WINDOW_OFFSET),
+                window.as_mut_bytes().as_mut_ptr(),
+                core::mem::size_of::<ReceiveWindow>(),
+            );
+        }
         let sender = kernel.threads[from as usize]
             .domain
             .ok_or(Status::Aborted)?;
-        let destination = kernel.threads[to as usize].domain.ok_or(Status::Aborted)?;
-        kernel.model.transfer(
-            sender,
-            destination,
-            &message.transfer[..items],
-            receiver.receive_window,
-        )?;
+        let receiver = kernel.threads[to as usize].domain.ok_or(Status::Aborted)?;
+        kernel
+            .model
+            .transfer(sender, receiver, &transfer[..items], window)?;
+        // SAFETY: as above.
+        unsafe {
+            copy_field(
+                source,
+                destination,
+                TRANSFER_OFFSET,
+                items * core::mem::size_of::<TransferItem>(),
+            )
+        };
     }
-    write_bytes(kernel, to, 0, tag.as_bytes())?;
-    write_bytes(
-        kernel,
-        to,
-        UNTYPED_OFFSET,
-        message.untyped[..words].as_bytes(),
-    )?;
-    if items > 0 {
-        write_bytes(
-            kernel,
-            to,
-            TRANSFER_OFFSET,
-            message.transfer[..items].as_bytes(),
-        )?;
+    // SAFETY: as above; the words and the tag lie inside both UTCBs.
+    unsafe {
+        copy_field(source, destination, UNTYPED_OFFSET, words * 8);
+        core::ptr::write_volatile(destination.add(TAG_OFFSET) as *mut MessageTag, tag);
     }
     Ok(())
 }
@@ -117,6 +134,7 @@ pub fn call(
         RunState::Faulted | RunState::Free => Err(Status::Aborted),
         _ => {
             kernel.call_stamp += 1;
+            kernel.blocked_calls += 1;
             let since = kernel.call_stamp;
             kernel.threads[current as usize].state = RunState::BlockedCall {
                 handler,
@@ -147,7 +165,12 @@ fn hand_over(kernel: &mut Kernel, cpu: usize, target: u32) -> Next {
 }
 
 /// `reply_and_wait()` by `current`.
-pub fn reply_and_wait(kernel: &mut Kernel, cpu: usize, current: u32) -> Result<Next, Status> {
+pub fn reply_and_wait(
+    kernel: &mut Kernel,
+    cpu: usize,
+    current: u32,
+    frame: &mut TrapFrame,
+) -> Result<Next, Status> {
     let mut replied = None;
     if let Some(caller) = kernel.threads[current as usize].reply_to.take() {
         if kernel.threads[caller as usize].state == (RunState::BlockedReply { handler: current }) {
@@ -159,17 +182,26 @@ pub fn reply_and_wait(kernel: &mut Kernel, cpu: usize, current: u32) -> Result<N
             replied = Some(caller);
         }
     }
-    // Take the oldest blocked caller, if any.
-    let waiting = (0..OBJECTS as u32)
-        .filter_map(|index| match kernel.threads[index as usize].state {
-            RunState::BlockedCall {
+    // Take the oldest blocked caller, if any. The scan runs only while some thread may be
+    // blocked in a call (the count may be high, never low; the scan makes it exact again).
+    let mut waiting: Option<(u64, u32, u64)> = None;
+    if kernel.blocked_calls > 0 {
+        let mut blocked = 0;
+        for index in 0..OBJECTS as u32 {
+            if let RunState::BlockedCall {
                 handler,
                 portal_id,
                 since,
-            } if handler == current => Some((since, index, portal_id)),
-            _ => None,
-        })
-        .min();
+            } = kernel.threads[index as usize].state
+            {
+                blocked += 1;
+                if handler == current && waiting.is_none_or(|(oldest, _, _)| since < oldest) {
+                    waiting = Some((since, index, portal_id));
+                }
+            }
+        }
+        kernel.blocked_calls = blocked - usize::from(waiting.is_some());
+    }
     if let Some(caller) = replied {
         if waiting.is_some() || kernel.threads[caller as usize].cpu != cpu {
             kernel.make_ready(caller);
@@ -180,7 +212,10 @@ pub fn reply_and_wait(kernel: &mut Kernel, cpu: usize, current: u32) -> Result<N
         match deliver(kernel, caller, current) {
             Ok(()) => {
                 kernel.threads[caller as usize].state = RunState::BlockedReply { handler: current };
-                accept(kernel, current, caller, portal_id);
+                // `current` keeps running: its results go into its live registers.
+                kernel.threads[current as usize].reply_to = Some(caller);
+                frame.rax = Status::Success.as_raw();
+                frame.rdi = portal_id;
                 return Ok(Next::Current);
             }
             Err(error) => {
@@ -230,11 +265,12 @@ pub fn abort_partners(kernel: &mut Kernel, index: u32) {
 pub fn block_on_notification(
     kernel: &mut Kernel,
     current: u32,
+    frame: &mut TrapFrame,
     notification: ObjectId,
     timeout: u64,
 ) -> Next {
     if timeout == 0 {
-        set_status(kernel, current, Status::Timeout);
+        frame.rax = Status::Timeout.as_raw();
         return Next::Current;
     }
     let deadline = if timeout == sluice_abi::syscall::WAIT_FOREVER {
@@ -242,9 +278,8 @@ pub fn block_on_notification(
     } else {
         kernel.ticks.saturating_add(timeout)
     };
-    let thread = &mut kernel.threads[current as usize];
-    thread.frame.rip -= 2; // the `syscall` instruction is 2 bytes (0F 05)
-    thread.state = RunState::BlockedWait {
+    frame.rip -= 2; // the `syscall` instruction is 2 bytes (0F 05)
+    kernel.threads[current as usize].state = RunState::BlockedWait {
         notification,
         deadline,
     };

@@ -74,6 +74,8 @@ pub struct Kernel {
     loaded: [(Option<ObjectId>, u64); MAX_CPUS],
     /// Calls delivered in order: a stamp for FIFO order among blocked callers.
     pub call_stamp: u64,
+    /// Threads that may be blocked in `call` (never lower than the truth).
+    pub blocked_calls: usize,
 }
 
 static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
@@ -87,6 +89,7 @@ static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
     ram: heapless::Vec::new(),
     loaded: [(None, 0); MAX_CPUS],
     call_stamp: 0,
+    blocked_calls: 0,
 });
 
 /// What a handler wants after it ran.
@@ -117,8 +120,10 @@ impl Kernel {
         }
     }
 
-    /// Leaves the kernel on `cpu` according to `next`, writing the thread to run into `frame`;
-    /// returns false if nothing can run (the caller then idles).
+    /// Leaves the kernel on `cpu` according to `next`, with `frame` holding the registers of
+    /// the thread that was running (if any). A thread's saved frame is written only when it
+    /// stops running here; a thread that keeps the CPU never has its registers copied.
+    /// Returns false if nothing can run (the caller then idles).
     fn leave(&mut self, cpu: usize, frame: &mut TrapFrame, next: Next) -> bool {
         let current = self.scheduler.current[cpu];
         let chosen = match next {
@@ -141,11 +146,21 @@ impl Kernel {
             }
             Next::SwitchTo(target) => Some(target),
         };
+        if chosen != current {
+            if let Some(previous) = current {
+                if self.threads[previous as usize].id.is_some() {
+                    self.threads[previous as usize].frame = *frame;
+                }
+            }
+        }
         let Some(index) = chosen else {
             self.scheduler.current[cpu] = None;
             return false;
         };
-        self.run(cpu, index, frame);
+        if chosen != current {
+            *frame = self.threads[index as usize].frame;
+        }
+        self.run(cpu, index);
         true
     }
 
@@ -156,11 +171,10 @@ impl Kernel {
         scheduler.pick(threads, cpu)
     }
 
-    /// Makes `index` the running thread of `cpu` and loads its registers and address space.
-    fn run(&mut self, cpu: usize, index: u32, frame: &mut TrapFrame) {
+    /// Makes `index` the running thread of `cpu` and loads its address space.
+    fn run(&mut self, cpu: usize, index: u32) {
         let thread = &mut self.threads[index as usize];
         thread.state = RunState::Running;
-        *frame = thread.frame;
         self.scheduler.current[cpu] = Some(index);
         let Some(domain) = thread.domain else { return };
         let state = &self.domains[domain.index as usize % OBJECTS];
@@ -187,8 +201,8 @@ fn from_user(
         drop(kernel);
         idle(cpu)
     };
-    kernel.threads[current as usize].frame = *frame;
-    // Handlers change the saved frame (return values); `leave` loads whichever thread runs.
+    // Handlers write the current thread's results into `frame` (its live registers) and other
+    // threads' into their saved frames; `leave` saves and loads frames only on a switch.
     let next = handler(&mut kernel, cpu, current, frame);
     if !kernel.leave(cpu, frame, next) {
         drop(kernel);

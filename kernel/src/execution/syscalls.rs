@@ -24,21 +24,20 @@ pub fn handle(kernel: &mut Kernel, cpu: usize, current: u32, frame: &mut TrapFra
         ],
     };
     let result = match decode(&registers, SLOTS as u32) {
-        Ok(call) => execute(kernel, cpu, current, call),
+        Ok(call) => execute(kernel, cpu, current, frame, call),
         Err(status) => Err(status),
     };
     match result {
         Ok(Outcome::Done(value)) => {
-            let thread = &mut kernel.threads[current as usize];
-            thread.frame.rax = Status::Success.as_raw();
+            frame.rax = Status::Success.as_raw();
             if let Some(value) = value {
-                thread.frame.rdi = value;
+                frame.rdi = value;
             }
             Next::Current
         }
         Ok(Outcome::Continue(next)) => next,
         Err(status) => {
-            kernel.threads[current as usize].frame.rax = status.as_raw();
+            frame.rax = status.as_raw();
             Next::Current
         }
     }
@@ -61,6 +60,7 @@ fn execute(
     kernel: &mut Kernel,
     cpu: usize,
     current: u32,
+    frame: &mut TrapFrame,
     call: DecodedSyscall,
 ) -> Result<Outcome, Status> {
     let caller = caller_domain(kernel, current)?;
@@ -240,7 +240,7 @@ fn execute(
             ipc::call(kernel, cpu, current, portal).map(Outcome::Continue)
         }
         DecodedSyscall::ReplyAndWait => {
-            ipc::reply_and_wait(kernel, cpu, current).map(Outcome::Continue)
+            ipc::reply_and_wait(kernel, cpu, current, frame).map(Outcome::Continue)
         }
         DecodedSyscall::Signal { notification, bits } => {
             let id = kernel.model.signal(caller, notification, bits)?;
@@ -264,6 +264,7 @@ fn execute(
             Ok(Outcome::Continue(ipc::block_on_notification(
                 kernel,
                 current,
+                frame,
                 capability.object,
                 timeout,
             )))

@@ -44,6 +44,8 @@ use watcher::WatcherEntry;
 
 /// The kernel command-line flag that makes init run the misbehave program.
 pub const MISBEHAVE_FLAG: &str = "init.misbehave";
+/// The kernel command-line flag that makes init run the IPC benchmark (`cargo xtask bench`).
+pub const BENCH_FLAG: &str = "init.bench";
 
 /// Runs init (see the crate documentation) and powers off; returns the exit code if the
 /// kernel let `shutdown` return.
@@ -90,6 +92,15 @@ fn boot_system<K: Kernel>(
         &mut resources,
         &programs::vmm_server(0, vmm_cpu, pci.thread),
     )?;
+    if boot.has_flag(BENCH_FLAG) {
+        let server = loader::load(kernel, boot, &mut resources, &programs::bench(1, None))?;
+        loader::load(
+            kernel,
+            boot,
+            &mut resources,
+            &programs::bench(2, Some(server.thread)),
+        )?;
+    }
     serve(kernel, boot, &mut resources, misbehave)
 }
 

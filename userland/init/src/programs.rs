@@ -39,7 +39,14 @@ pub mod number {
     pub const VMM_SERVER: u64 = 3;
     /// Misbehave mode `m` (1..=4) is child `MISBEHAVE_BASE + m`.
     pub const MISBEHAVE_BASE: u64 = 3;
+    /// The benchmark server and client.
+    pub const BENCH_SERVER: u64 = 16;
+    pub const BENCH_CLIENT: u64 = 17;
 }
+
+/// Priority of the benchmark programs: above init and the servers, so the measurement runs
+/// undisturbed to its end before the rest of the boot continues on that CPU.
+pub const BENCH_PRIORITY: u8 = 30;
 
 /// What a capability beyond the common three is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,4 +197,31 @@ pub fn misbehave(mode: u64) -> ProgramSpec {
         arguments,
         grants: heapless::Vec::new(),
     }
+}
+
+/// The benchmark in `mode` (1 = server, 2 = client with 3 = a portal to `server_thread`).
+pub fn bench(mode: u64, server_thread: Option<Selector>) -> ProgramSpec {
+    let (domain_name, number) = if mode == 1 {
+        ("bench-s", number::BENCH_SERVER)
+    } else {
+        ("bench-c", number::BENCH_CLIENT)
+    };
+    let mut spec = ProgramSpec {
+        program: "bench",
+        domain_name,
+        number,
+        cpu: 0,
+        priority: BENCH_PRIORITY,
+        quota: MISBEHAVE_QUOTA,
+        arguments: heapless::Vec::new(),
+        grants: heapless::Vec::new(),
+    };
+    let _ = spec.arguments.push(mode);
+    if let Some(handler) = server_thread {
+        let _ = spec.grants.push(Grant {
+            destination: 3,
+            kind: GrantKind::PortalTo { handler },
+        });
+    }
+    spec
 }
