@@ -26,6 +26,7 @@ struct Platform {
     rsdp_text: heapless::String<48>,
     ecam: Option<(u64, u8, u8)>,
     dmar_unit: Option<u64>,
+    dmar_table: Option<(u64, u32)>,
     lapic: Option<u64>,
     ioapic: Option<u64>,
     cpus: heapless::Vec<u32, 64>,
@@ -146,6 +147,7 @@ pub fn start(magic: u64, mbi: u64) -> ! {
         cpus,
         ecam: platform_info.ecam,
         dmar_unit: platform_info.dmar_unit,
+        dmar_table: platform_info.dmar_table,
         gsi_count: crate::interrupt_routing::gsi_count(),
         cmdline: info.cmdline,
     };
@@ -315,6 +317,7 @@ fn discover_acpi(info: &BootInfo<'_>) -> Platform {
                 }
                 kprintln!();
                 platform.dmar_unit = units.first().copied();
+                platform.dmar_table = Some((dmar.phys, dmar.length));
             }
             Err(error) => kprintln!("sluice: acpi: DMAR: {error}"),
         }

@@ -55,6 +55,9 @@ pub enum BootCapabilityKind {
     Ram = 2,
     /// Device MMIO (memory object of kind DeviceMmio): non-RAM physical ranges below 4 GiB.
     DeviceMmio = 3,
+    /// A firmware table, read-only (named after it, e.g. `acpi-dmar`): the pages holding it;
+    /// the table starts at `base + (table address & 0xfff)` and is `length` bytes long.
+    Firmware = 4,
 }
 
 impl BootCapabilityKind {
@@ -64,6 +67,7 @@ impl BootCapabilityKind {
             1 => Some(Self::Module),
             2 => Some(Self::Ram),
             3 => Some(Self::DeviceMmio),
+            4 => Some(Self::Firmware),
             _ => None,
         }
     }
@@ -119,6 +123,10 @@ pub struct BootInfo {
     pub ecam_end_bus: u32,
     /// Physical base of the first VT-d unit (0 if there is none).
     pub dmar_unit: u64,
+    /// Physical address and length of the ACPI DMAR table (0 if there is none); the pages
+    /// holding it are the listed `Firmware` capability named `acpi-dmar`.
+    pub dmar_table: u64,
+    pub dmar_length: u64,
     /// Number of GSIs (interrupt lines below the MSI lines).
     pub gsi_count: u32,
     /// First interrupt line usable for MSIs.

@@ -35,6 +35,8 @@ pub struct RootResources<'a> {
     pub cpus: u32,
     pub ecam: Option<(u64, u8, u8)>,
     pub dmar_unit: Option<u64>,
+    /// Physical address and length of the ACPI DMAR table.
+    pub dmar_table: Option<(u64, u32)>,
     pub gsi_count: u32,
     pub cmdline: &'a str,
 }
@@ -212,6 +214,10 @@ pub fn start_root_task(
         (info.ecam_base, info.ecam_start_bus, info.ecam_end_bus) = (base, start.into(), end.into());
     }
     info.dmar_unit = resources.dmar_unit.unwrap_or(0);
+    if let Some((table, length)) = resources.dmar_table {
+        info.dmar_table = table;
+        info.dmar_length = u64::from(length);
+    }
     info.gsi_count = resources.gsi_count;
     info.first_msi_line = crate::interrupt_routing::FIRST_MSI_LINE;
     let cmdline = resources.cmdline.as_bytes();
@@ -288,6 +294,24 @@ pub fn start_root_task(
             object,
             ram_rights,
         )?;
+    }
+    if let Some((table, length)) = resources.dmar_table {
+        let base = table & !(PAGE_4K - 1);
+        let size = (table + u64::from(length)).next_multiple_of(PAGE_4K) - base;
+        let object = Object::Memory(Memory {
+            base: HostPhys(base),
+            size,
+            kind: MemoryKind::Ram,
+        });
+        let entry = listed(
+            BootCapabilityKind::Firmware,
+            0,
+            base,
+            size,
+            u64::from(length),
+            "acpi-dmar",
+        );
+        add(kernel, entry, object, MemoryRights::READ.bits())?;
     }
     let mmio_rights = (MemoryRights::READ | MemoryRights::WRITE | MemoryRights::RETYPE).bits();
     for range in resources.mmio {
