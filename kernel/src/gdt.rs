@@ -72,6 +72,12 @@ struct DescriptorPointer {
     base: u64,
 }
 
+/// The address of CPU `cpu`'s TSS (VMX host state).
+pub fn tss_base(cpu: usize) -> u64 {
+    // SAFETY: only the address of the static is taken.
+    unsafe { (&raw const TSS[cpu % CPUS]) as u64 }
+}
+
 /// Builds the TSS descriptor (SDM Vol. 3A, Figure 8-4) for a TSS at `base`.
 fn tss_descriptor(base: u64) -> (u64, u64) {
     let limit = (size_of::<TaskStateSegment>() - 1) as u64;

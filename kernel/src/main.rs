@@ -50,6 +50,8 @@ mod sync;
 mod test_fault;
 #[cfg(target_os = "none")]
 mod trap;
+#[cfg(target_os = "none")]
+mod virtualization;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(include_str!("boot.s"));

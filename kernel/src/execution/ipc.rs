@@ -316,3 +316,48 @@ pub fn expire_waits(kernel: &mut Kernel, cpu: usize) {
         }
     }
 }
+
+/// Copies the untyped words of `thread`'s UTCB message into `words`; returns how many.
+pub fn read_message_words(
+    kernel: &Kernel,
+    thread: u32,
+    words: &mut [u64; MAX_UNTYPED_WORDS],
+) -> Result<usize, Status> {
+    let source = utcb_pointer(kernel, thread, false)?;
+    // SAFETY: `source` points at a mapped UTCB page; the tag is its first 8 bytes.
+    let tag = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const MessageTag) };
+    let count = usize::from(tag.untyped_words);
+    if count > MAX_UNTYPED_WORDS {
+        return Err(Status::Overflow);
+    }
+    // SAFETY: the counted words lie inside the mapped UTCB page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            source.add(UNTYPED_OFFSET),
+            words.as_mut_ptr() as *mut u8,
+            count * 8,
+        )
+    };
+    Ok(count)
+}
+
+/// Writes `words` as `thread`'s message (label 0, no transfer items).
+pub fn write_message_words(kernel: &Kernel, thread: u32, words: &[u64]) -> Result<(), Status> {
+    let destination = utcb_pointer(kernel, thread, true)?;
+    let count = words.len().min(MAX_UNTYPED_WORDS);
+    let tag = MessageTag {
+        label: 0,
+        untyped_words: count as u16,
+        transfer_items: 0,
+    };
+    // SAFETY: the words and the tag lie inside the mapped, writable UTCB page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            words.as_ptr() as *const u8,
+            destination.add(UNTYPED_OFFSET),
+            count * 8,
+        );
+        core::ptr::write_volatile(destination.add(TAG_OFFSET) as *mut MessageTag, tag);
+    }
+    Ok(())
+}

@@ -92,8 +92,17 @@ static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
     blocked_calls: 0,
 });
 
+/// A `vcpu_run` to perform once the kernel lock is released: the vCPU and the reply words.
+pub struct VcpuRequest {
+    pub vcpu: u32,
+    pub words: [u64; 64],
+    pub count: usize,
+}
+
 /// What a handler wants after it ran.
 pub enum Next {
+    /// Run a vCPU for the current thread (without the kernel lock), then return to it.
+    RunVcpu(VcpuRequest),
     /// Return to the current thread (its frame may have been changed).
     Current,
     /// The current thread stopped or blocked: run something else.
@@ -145,6 +154,8 @@ impl Kernel {
                 self.pick(cpu)
             }
             Next::SwitchTo(target) => Some(target),
+            // Handled by `from_user` before leaving; reaching here means: keep running.
+            Next::RunVcpu(_) => current,
         };
         if chosen != current {
             if let Some(previous) = current {
@@ -203,7 +214,27 @@ fn from_user(
     };
     // Handlers write the current thread's results into `frame` (its live registers) and other
     // threads' into their saved frames; `leave` saves and loads frames only on a switch.
-    let next = handler(&mut kernel, cpu, current, frame);
+    let mut next = handler(&mut kernel, cpu, current, frame);
+    if let Next::RunVcpu(request) = next {
+        drop(kernel);
+        let mut exit = [0u64; 64];
+        let result =
+            crate::virtualization::run(request.vcpu, &request.words[..request.count], &mut exit);
+        kernel = KERNEL.lock();
+        next = match result
+            .and_then(|count| ipc::write_message_words(&kernel, current, &exit[..count]))
+        {
+            Ok(()) => {
+                frame.rax = sluice_abi::syscall::Status::Success.as_raw();
+                // A preemption exit also gives the CPU to other ready threads.
+                Next::Reschedule
+            }
+            Err(status) => {
+                frame.rax = status.as_raw();
+                Next::Current
+            }
+        };
+    }
     if !kernel.leave(cpu, frame, next) {
         drop(kernel);
         idle(cpu);
@@ -240,6 +271,10 @@ pub fn user_exception(frame: &mut TrapFrame) {
 /// The scheduling tick.
 pub fn tick(frame: &mut TrapFrame) {
     let cpu = percpu::current_index();
+    if !frame.came_from_user() {
+        // A guest (or the idle loop) was interrupted: a running vCPU returns to the scheduler.
+        crate::virtualization::request_reschedule(cpu);
+    }
     {
         let mut kernel = KERNEL.lock();
         if cpu == 0 {

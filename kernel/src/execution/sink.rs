@@ -35,6 +35,10 @@ pub struct RestSink<'a> {
 
 impl TeardownSink for RestSink<'_> {
     fn mapping_removed(&mut self, mapping: &Mapping) {
+        if let MappingKind::Guest { base, length, .. } = mapping.kind {
+            crate::virtualization::unmap(mapping.domain.index, base, length);
+            return;
+        }
         let MappingKind::Memory { range, .. } = mapping.kind else {
             return;
         };
@@ -76,6 +80,8 @@ impl TeardownSink for RestSink<'_> {
                 }
                 state.name = [0; 8];
             }
+            Object::Vm(_) => crate::virtualization::destroy_vm(id.index),
+            Object::Vcpu(_) => crate::virtualization::destroy_vcpu(id.index),
             _ => {}
         }
     }

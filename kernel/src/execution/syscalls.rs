@@ -303,10 +303,91 @@ fn execute(
             done
         }
         DecodedSyscall::IoAllow { .. } => Err(Status::NotImplemented),
-        DecodedSyscall::CreateVm { .. }
-        | DecodedSyscall::CreateVcpu { .. }
-        | DecodedSyscall::VmMap { .. }
-        | DecodedSyscall::VcpuRun { .. } => Err(Status::NotImplemented),
+        DecodedSyscall::CreateVm { destination } => {
+            if crate::virtualization::backend() == crate::virtualization::Backend::None {
+                return Err(Status::NotImplemented);
+            }
+            let id = kernel.model.create_vm(caller, destination)?;
+            if let Err(error) = crate::virtualization::create_vm(id.index) {
+                with_sink(kernel, |model, sink| {
+                    model.delete(caller, destination, sink)
+                })
+                .ok();
+                return Err(error);
+            }
+            done
+        }
+        DecodedSyscall::CreateVcpu { vm, destination } => {
+            let (_, vm_capability) = kernel.model.lookup(
+                caller,
+                vm,
+                ObjectType::Vm,
+                sluice_abi::syscall::VmRights::CREATE_VCPU.bits(),
+            )?;
+            let id = kernel.model.create_vcpu(caller, vm, destination)?;
+            if let Err(error) =
+                crate::virtualization::create_vcpu(id.index, vm_capability.object.index)
+            {
+                with_sink(kernel, |model, sink| {
+                    model.delete(caller, destination, sink)
+                })
+                .ok();
+                return Err(error);
+            }
+            done
+        }
+        DecodedSyscall::VmMap {
+            memory,
+            vm,
+            guest_physical,
+            offset,
+            size,
+            rights,
+        } => {
+            let Kernel { model, ram, .. } = kernel;
+            model.vm_map(
+                caller,
+                memory,
+                vm,
+                guest_physical,
+                offset,
+                size,
+                rights,
+                |mapping| {
+                    let MappingKind::Guest {
+                        base,
+                        length,
+                        physical,
+                        rights,
+                    } = mapping.kind
+                    else {
+                        return Err(Status::InvalidArgument);
+                    };
+                    let uncached = !ram
+                        .iter()
+                        .any(|&(start, end)| start <= physical.0 && physical.0 < end);
+                    crate::virtualization::map(
+                        mapping.domain.index,
+                        base,
+                        physical.0,
+                        length,
+                        rights,
+                        uncached,
+                    )
+                },
+            )?;
+            done
+        }
+        DecodedSyscall::VcpuRun { vcpu } => {
+            let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
+            let mut request = super::VcpuRequest {
+                vcpu: vcpu.index,
+                words: [0; 64],
+                count: 0,
+            };
+            request.count = ipc::read_message_words(kernel, current, &mut request.words)?;
+            Ok(Outcome::Continue(Next::RunVcpu(request)))
+        }
     }
 }
 

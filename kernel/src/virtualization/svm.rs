@@ -1,0 +1,337 @@
+//! AMD SVM (APM Vol. 2, chapter 15): per-CPU enablement (EFER.SVME, VM_HSAVE_PA), one VMCB per
+//! vCPU, the VMRUN loop, and the exits the kernel keeps (physical interrupts, guest EFER
+//! accesses). Layout, intercepts, exit decoding and reply application come from
+//! `kernel_virt::svm`; this file holds the privileged instructions.
+
+use super::{epoch, nested_root, take_reschedule};
+use crate::execution::OBJECTS;
+use crate::frames;
+use crate::paging::phys_to_virt;
+use crate::percpu::{self, MAX_CPUS};
+use crate::sync::SpinLock;
+use core::arch::naked_asm;
+use kernel_virt::asid::{TagAllocator, VcpuTag};
+use kernel_virt::svm::setup::{configure, ControlSetup};
+use kernel_virt::svm::{
+    self as virt_svm, exit_code, SvmFeatures, Vmcb, VmcbField, VmcbSegment, VMCB_SIZE,
+};
+use kernel_virt::{HostPhys, SavedRegisters, BASE_STATE};
+use sluice_abi::syscall::Status;
+use sluice_abi::vcpu::{Gpr, Reply};
+
+/// IA32_EFER and its SVME bit (APM Vol. 2, 15.4), VM_HSAVE_PA (15.30.4).
+const MSR_EFER: u32 = 0xc000_0080;
+const EFER_SVME: u64 = 1 << 12;
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+/// Guest EFER bits a guest may set: SCE, LME, LMA (read-only to the guest), NXE.
+const GUEST_EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
+/// V_INTR_MASKING (VIRTUAL_INTERRUPT bit 24): physical interrupts follow the host's RFLAGS.IF
+/// while the guest runs, so they always exit to the host (APM Vol. 2, 15.21.1).
+const V_INTR_MASKING: u64 = 1 << 24;
+
+#[repr(C, align(4096))]
+struct PermissionMap<const N: usize>([u8; N]);
+
+/// Every port and every MSR is intercepted (APM Vol. 2, 15.10.1 and 15.11): all ones.
+static IO_PERMISSION_MAP: PermissionMap<{ 3 * 4096 }> = PermissionMap([0xff; 3 * 4096]);
+static MSR_PERMISSION_MAP: PermissionMap<{ 2 * 4096 }> = PermissionMap([0xff; 2 * 4096]);
+
+/// One CPU's SVM state.
+struct SvmCpu {
+    /// Where VMSAVE/VMLOAD keep the host's FS/GS/TR/LDTR and syscall MSRs.
+    host_area: u64,
+    tags: TagAllocator,
+}
+
+static CPUS: [SpinLock<Option<SvmCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+
+/// One vCPU.
+struct SvmVcpu {
+    vmcb: u64,
+    vm: u32,
+    saved: SavedRegisters,
+    tag: VcpuTag,
+}
+
+static VCPUS: [SpinLock<Option<SvmVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
+
+fn features() -> SvmFeatures {
+    let leaf = core::arch::x86_64::__cpuid_count(0x8000_000a, 0);
+    SvmFeatures::from_cpuid_edx(leaf.edx)
+}
+
+fn asid_count() -> u32 {
+    core::arch::x86_64::__cpuid_count(0x8000_000a, 0).ebx
+}
+
+fn vmcb(physical: u64) -> Vmcb<&'static mut [u8; VMCB_SIZE]> {
+    // SAFETY: `physical` is a VMCB frame owned by one vCPU, used under that vCPU's lock only;
+    // it lies in the direct map.
+    Vmcb::new(unsafe { &mut *(phys_to_virt(physical) as *mut [u8; VMCB_SIZE]) })
+}
+
+/// Enables SVM on this CPU (once).
+fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
+    let mut slot = CPUS[cpu].lock();
+    if slot.is_some() {
+        return Ok(());
+    }
+    let host_save = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    let host_area = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    let tags = TagAllocator::svm(cpu as u32, asid_count()).map_err(|_| Status::NotImplemented)?;
+    // SAFETY: SVM is present (the backend was chosen from CPUID); setting EFER.SVME and the host
+    // save area is what APM 15.4 requires before VMRUN, and changes nothing else.
+    unsafe {
+        let efer = x86::msr::rdmsr(MSR_EFER);
+        x86::msr::wrmsr(MSR_EFER, efer | EFER_SVME);
+        x86::msr::wrmsr(MSR_VM_HSAVE_PA, host_save);
+    }
+    *slot = Some(SvmCpu { host_area, tags });
+    Ok(())
+}
+
+fn write_segment(
+    vmcb: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>,
+    segment: VmcbSegment,
+    selector: u64,
+    attributes: u64,
+    limit: u64,
+    base: u64,
+) {
+    vmcb.write(segment.selector(), selector);
+    vmcb.write(segment.attributes(), attributes);
+    vmcb.write(segment.limit(), limit);
+    vmcb.write(segment.base(), base);
+}
+
+/// Creates vCPU `index` of VM `vm` in the architectural reset state (Intel SDM Vol. 3A 9.1.1,
+/// APM Vol. 2 14.1.3): real mode at F000:FFF0. The VMM's first reply sets its start state.
+pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
+    let root = nested_root(vm).ok_or(Status::Aborted)?;
+    let frame = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    let mut block = vmcb(frame);
+    let setup = ControlSetup {
+        io_permission_map: HostPhys(&raw const IO_PERMISSION_MAP as u64),
+        msr_permission_map: HostPhys(&raw const MSR_PERMISSION_MAP as u64),
+        asid: 1,
+        nested_cr3: root,
+        exceptions: 0,
+    };
+    configure(&mut block, &setup);
+    block.write(VmcbField::VIRTUAL_INTERRUPT, V_INTR_MASKING);
+    write_segment(
+        &mut block,
+        VmcbSegment::Cs,
+        0xf000,
+        0x9b,
+        0xffff,
+        0xffff_0000,
+    );
+    for segment in [
+        VmcbSegment::Ds,
+        VmcbSegment::Es,
+        VmcbSegment::Ss,
+        VmcbSegment::Fs,
+        VmcbSegment::Gs,
+    ] {
+        write_segment(&mut block, segment, 0, 0x93, 0xffff, 0);
+    }
+    write_segment(&mut block, VmcbSegment::Gdtr, 0, 0, 0xffff, 0);
+    write_segment(&mut block, VmcbSegment::Idtr, 0, 0, 0xffff, 0);
+    write_segment(&mut block, VmcbSegment::Ldtr, 0, 0x82, 0xffff, 0);
+    write_segment(&mut block, VmcbSegment::Tr, 0, 0x8b, 0xffff, 0);
+    block.write(VmcbField::CR0, 0x6000_0010);
+    block.write(VmcbField::EFER, EFER_SVME);
+    block.write(VmcbField::RFLAGS, 0x2);
+    block.write(VmcbField::RIP, 0xfff0);
+    block.write(VmcbField::DR6, 0xffff_0ff0);
+    block.write(VmcbField::DR7, 0x400);
+    *VCPUS[index as usize % OBJECTS].lock() = Some(SvmVcpu {
+        vmcb: frame,
+        vm,
+        saved: SavedRegisters::default(),
+        tag: VcpuTag::new(),
+    });
+    Ok(())
+}
+
+/// Frees vCPU `index`.
+pub fn destroy_vcpu(index: u32) {
+    if let Some(vcpu) = VCPUS[index as usize % OBJECTS].lock().take() {
+        frames::free(vcpu.vmcb);
+    }
+}
+
+/// Guest GPRs in `Gpr` order, as `svm_enter` reads and writes them.
+fn to_array(saved: &SavedRegisters) -> [u64; 16] {
+    let mut out = [0u64; 16];
+    for (slot, register) in out.iter_mut().zip(Gpr::ALL) {
+        *slot = saved.gpr.get(register);
+    }
+    out
+}
+
+fn from_array(saved: &mut SavedRegisters, registers: &[u64; 16]) {
+    for (value, register) in registers.iter().zip(Gpr::ALL) {
+        saved.gpr.set(register, *value);
+    }
+}
+
+/// Handles a guest RDMSR/WRMSR of EFER, which the kernel keeps (SVME must stay set, APM 15.5.1).
+/// Returns false for any other MSR.
+fn handle_efer(block: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>, saved: &mut SavedRegisters) -> bool {
+    if saved.gpr.get(Gpr::Rcx) & 0xffff_ffff != u64::from(MSR_EFER) {
+        return false;
+    }
+    let efer = block.read(VmcbField::EFER);
+    if block.read(VmcbField::EXITINFO1) == 0 {
+        let visible = efer & !EFER_SVME;
+        block.write(VmcbField::RAX, visible & 0xffff_ffff);
+        saved.gpr.set(Gpr::Rdx, visible >> 32);
+    } else {
+        let value = (saved.gpr.get(Gpr::Rdx) << 32) | (block.read(VmcbField::RAX) & 0xffff_ffff);
+        let keep = efer & !(GUEST_EFER_WRITABLE | (1 << 10));
+        block.write(
+            VmcbField::EFER,
+            keep | (value & GUEST_EFER_WRITABLE) | (efer & (1 << 10)) | EFER_SVME,
+        );
+    }
+    // RDMSR and WRMSR are two bytes (0F 32, 0F 30); there is no NRIP save under QEMU TCG.
+    let rip = block.read(VmcbField::RIP);
+    block.write(VmcbField::RIP, rip + 2);
+    true
+}
+
+/// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
+pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
+    let cpu = percpu::current_index();
+    enable_on_this_cpu(cpu)?;
+    let mut guard = VCPUS[index as usize % OBJECTS].lock();
+    let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
+    let mut block = vmcb(vcpu.vmcb);
+    if !reply.is_empty() {
+        let reply = Reply::from_words(reply).map_err(|_| Status::InvalidArgument)?;
+        virt_svm::apply_reply(&reply, &mut block, &mut vcpu.saved)
+            .map_err(|_| Status::InvalidArgument)?;
+    }
+    let virtual_interrupt = block.read(VmcbField::VIRTUAL_INTERRUPT);
+    block.write(
+        VmcbField::VIRTUAL_INTERRUPT,
+        virtual_interrupt | V_INTR_MASKING,
+    );
+    let mut cpu_state = CPUS[cpu].lock();
+    let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
+    loop {
+        let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
+        if entry.changed {
+            block.write(VmcbField::GUEST_ASID, u64::from(entry.tag));
+        }
+        block.write(VmcbField::TLB_CONTROL, u64::from(entry.svm_tlb_control()));
+        block.set_clean_bits(kernel_virt::svm::CleanBits::empty());
+        let mut registers = to_array(&vcpu.saved);
+        // SAFETY: the VMCB is this vCPU's, configured with intercepts for every instruction and
+        // event that could harm the host and nested paging over memory the VMM was given; the
+        // host save areas are this CPU's; `registers` outlives the call.
+        unsafe { svm_enter(vcpu.vmcb, &mut registers, state.host_area) };
+        from_array(&mut vcpu.saved, &registers);
+        let code = block.read(VmcbField::EXITCODE);
+        if code == exit_code::INTR || code == exit_code::NMI {
+            service_pending_interrupts();
+            if !take_reschedule(cpu) {
+                continue;
+            }
+        } else if code == exit_code::MSR && handle_efer(&mut block, &mut vcpu.saved) {
+            continue;
+        }
+        let message = virt_svm::decode_exit(&block, &vcpu.saved, BASE_STATE, features());
+        return match message {
+            Ok(message) => message.to_words(exit).map_err(|_| Status::Overflow),
+            Err(error) => {
+                kprintln!("sluice: vcpu {index}: exit {code:#x} not decodable: {error}");
+                Err(Status::Aborted)
+            }
+        };
+    }
+}
+
+/// Takes interrupts that arrived while the guest ran (they wait with IF=0 after the exit).
+fn service_pending_interrupts() {
+    // SAFETY: the kernel lock is not held here, so the handlers may take it; one instruction
+    // with interrupts enabled lets every pending interrupt in, then they are off again.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
+/// Enters the guest: rdi = VMCB, rsi = guest GPRs (16 words, `Gpr` order; RAX and RSP live
+/// in the VMCB), rdx = host VMSAVE area. Host FS/GS/TR/LDTR and syscall MSRs are saved with
+/// VMSAVE and restored with VMLOAD around VMRUN (APM Vol. 2, 15.5.2); physical interrupts
+/// exit the guest (INTR intercept with V_INTR_MASKING and host IF set) and stay pending until
+/// the kernel enables interrupts.
+///
+/// # Safety
+/// The VMCB and host area must be valid for this CPU with SVM enabled.
+#[unsafe(naked)]
+unsafe extern "C" fn svm_enter(vmcb: u64, registers: *mut [u64; 16], host_area: u64) {
+    naked_asm!(
+        "push rbx",
+        "push rbp",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "push rsi",
+        "push rdx",
+        "push rdi",
+        "clgi",
+        "sti",
+        "mov rax, rdx",
+        "vmsave",
+        "mov rax, rsi",
+        "mov rcx, [rax + 8]",
+        "mov rdx, [rax + 16]",
+        "mov rbx, [rax + 24]",
+        "mov rbp, [rax + 40]",
+        "mov rsi, [rax + 48]",
+        "mov rdi, [rax + 56]",
+        "mov r8, [rax + 64]",
+        "mov r9, [rax + 72]",
+        "mov r10, [rax + 80]",
+        "mov r11, [rax + 88]",
+        "mov r12, [rax + 96]",
+        "mov r13, [rax + 104]",
+        "mov r14, [rax + 112]",
+        "mov r15, [rax + 120]",
+        "mov rax, [rsp]",
+        "vmload",
+        "vmrun",
+        "vmsave",
+        "push rcx",
+        "mov rcx, [rsp + 24]",
+        "mov [rcx + 16], rdx",
+        "mov [rcx + 24], rbx",
+        "mov [rcx + 40], rbp",
+        "mov [rcx + 48], rsi",
+        "mov [rcx + 56], rdi",
+        "mov [rcx + 64], r8",
+        "mov [rcx + 72], r9",
+        "mov [rcx + 80], r10",
+        "mov [rcx + 88], r11",
+        "mov [rcx + 96], r12",
+        "mov [rcx + 104], r13",
+        "mov [rcx + 112], r14",
+        "mov [rcx + 120], r15",
+        "pop rax",
+        "mov [rcx + 8], rax",
+        "mov rax, [rsp + 8]",
+        "vmload",
+        "cli",
+        "stgi",
+        "add rsp, 24",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbp",
+        "pop rbx",
+        "ret",
+    );
+}

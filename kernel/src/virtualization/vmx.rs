@@ -1,0 +1,601 @@
+//! Intel VMX (SDM Vol. 3C, chapters 24-29): per-CPU VMX operation (IA32_FEATURE_CONTROL,
+//! CR4.VMXE, VMXON), one VMCS per vCPU with controls adjusted against the capability MSRs,
+//! EPT, VPID, I/O and MSR bitmaps that intercept everything, unrestricted guest, the
+//! VMLAUNCH/VMRESUME loop, and the exits the kernel keeps (external interrupts, control-register
+//! accesses, guest EFER). Field encodings, control adjustment, exit decoding and reply
+//! application come from `kernel_virt::vmx`; this file holds the privileged instructions.
+
+use super::{epoch, nested_root, take_reschedule};
+use crate::execution::OBJECTS;
+use crate::frames;
+use crate::paging::phys_to_virt;
+use crate::percpu::{self, MAX_CPUS};
+use crate::sync::SpinLock;
+use core::arch::naked_asm;
+use kernel_virt::asid::{TagAllocator, VcpuTag};
+use kernel_virt::vmx::control_register::{handle_control_register_access, ControlRegisterOutcome};
+use kernel_virt::vmx::fields::exit_reason;
+use kernel_virt::vmx::{
+    self as virt_vmx, ControlRegisterPolicy, Controls, DesiredControls, GuestSegment, VmcsField,
+    VmcsRead, VmxCapabilities,
+};
+use kernel_virt::{SavedRegisters, BASE_STATE};
+use sluice_abi::syscall::Status;
+use sluice_abi::vcpu::{Gpr, Reply};
+
+const MSR_FEATURE_CONTROL: u32 = 0x3a;
+/// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM Vol. 3C 23.7).
+const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
+const FEATURE_CONTROL_VMX: u64 = 1 << 2;
+const MSR_EFER: u32 = 0xc000_0080;
+const CR4_VMXE: u64 = 1 << 13;
+/// Guest EFER bits a guest may write: SCE, LME, NXE (LMA follows CR0.PG).
+const GUEST_EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
+const EFER_LMA: u64 = 1 << 10;
+/// VMX-preemption timer value written before each entry (exit reason 52 when it expires).
+const PREEMPTION_TIMER_BACKSTOP: u64 = 0xffff_ffff;
+/// Exit reason: VMX-preemption timer expired (SDM Vol. 3C, Appendix C).
+const EXIT_PREEMPTION_TIMER: u16 = 52;
+/// VM-entry control "IA-32e mode guest" (SDM Vol. 3C, Table 25-17).
+const ENTRY_IA32E_MODE: u64 = 1 << 9;
+
+#[repr(C, align(4096))]
+struct Bitmap([u8; 4096]);
+
+/// I/O bitmaps A and B and the MSR bitmap, all ones: every port and MSR access exits
+/// (SDM Vol. 3C 25.6.4, 25.6.9).
+static IO_BITMAP_A: Bitmap = Bitmap([0xff; 4096]);
+static IO_BITMAP_B: Bitmap = Bitmap([0xff; 4096]);
+static MSR_BITMAP: Bitmap = Bitmap([0xff; 4096]);
+
+/// One CPU's VMX state.
+struct VmxCpu {
+    capabilities: VmxCapabilities,
+    controls: Controls,
+    policy: ControlRegisterPolicy,
+    tags: TagAllocator,
+    /// The vCPU whose VMCS is current here.
+    current: Option<u32>,
+}
+
+static CPUS: [SpinLock<Option<VmxCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+
+/// One vCPU.
+struct VmxVcpu {
+    vmcs: u64,
+    vm: u32,
+    saved: SavedRegisters,
+    tag: VcpuTag,
+    /// The CPU its VMCS was launched on (VMRESUME only there; elsewhere VMCLEAR and relaunch).
+    launched_on: Option<usize>,
+    /// The CPU it was set up for (host state and controls are per CPU).
+    prepared_on: Option<usize>,
+}
+
+static VCPUS: [SpinLock<Option<VmxVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
+
+fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: callers read only MSRs that exist on a VMX-capable CPU (VmxCapabilities::read
+    // checks which ones), and reading has no side effects.
+    unsafe { x86::msr::rdmsr(msr) }
+}
+
+/// VMREAD of the current VMCS.
+struct Current;
+
+impl VmcsRead for Current {
+    fn read(&self, field: VmcsField) -> Option<u64> {
+        let value: u64;
+        let failed: u8;
+        // SAFETY: VMREAD of the current VMCS; a bad field only sets the flags (checked).
+        unsafe {
+            core::arch::asm!("vmread {value}, {field}", "setna {failed}", field = in(reg) u64::from(field.encoding()),
+                value = out(reg) value, failed = out(reg_byte) failed, options(nostack))
+        };
+        (failed == 0).then_some(value)
+    }
+}
+
+fn vmwrite(field: VmcsField, value: u64) -> bool {
+    let failed: u8;
+    // SAFETY: VMWRITE to the current VMCS, which this CPU owns under the vCPU's lock; a bad
+    // field only sets the flags (checked).
+    unsafe {
+        core::arch::asm!("vmwrite {field}, {value}", "setna {failed}", field = in(reg) u64::from(field.encoding()),
+            value = in(reg) value, failed = out(reg_byte) failed, options(nostack))
+    };
+    failed == 0
+}
+
+fn read(field: VmcsField) -> u64 {
+    Current.read(field).unwrap_or(0)
+}
+
+/// Enters VMX operation on this CPU (once) and returns its state.
+fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
+    let mut slot = CPUS[cpu].lock();
+    if slot.is_some() {
+        return Ok(());
+    }
+    let capabilities = VmxCapabilities::read(rdmsr);
+    let controls = capabilities
+        .adjust(&DesiredControls::sluice())
+        .map_err(|error| {
+            kprintln!("sluice: vmx: {error}");
+            Status::NotImplemented
+        })?;
+    let unrestricted = true;
+    let policy = ControlRegisterPolicy::new(capabilities.cr0, capabilities.cr4, unrestricted);
+    let region = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    // SAFETY: VMX is present (the backend was chosen from CPUID and the capability MSRs). The
+    // steps are SDM Vol. 3C 24.7 / 24.8: enable VMX in IA32_FEATURE_CONTROL if firmware left it
+    // unlocked, make CR0/CR4 satisfy the fixed bits, write the revision into the VMXON region.
+    unsafe {
+        let feature = rdmsr(MSR_FEATURE_CONTROL);
+        if feature & FEATURE_CONTROL_LOCK == 0 {
+            x86::msr::wrmsr(
+                MSR_FEATURE_CONTROL,
+                feature | FEATURE_CONTROL_LOCK | FEATURE_CONTROL_VMX,
+            );
+        } else if feature & FEATURE_CONTROL_VMX == 0 {
+            kprintln!("sluice: vmx: disabled by firmware (IA32_FEATURE_CONTROL locked)");
+            return Err(Status::NotImplemented);
+        }
+        let cr0: u64;
+        let cr4: u64;
+        core::arch::asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        let cr0 = capabilities.cr0.apply(cr0);
+        let cr4 = capabilities.cr4.apply(cr4 | CR4_VMXE);
+        core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        core::ptr::write_volatile(
+            phys_to_virt(region) as *mut u32,
+            capabilities.vmcs_revision(),
+        );
+        let failed: u8;
+        core::arch::asm!("vmxon [{}]", "setna {}", in(reg) &region, out(reg_byte) failed, options(nostack));
+        if failed != 0 {
+            kprintln!("sluice: vmx: VMXON failed");
+            return Err(Status::NotImplemented);
+        }
+    }
+    *slot = Some(VmxCpu {
+        capabilities,
+        controls,
+        policy,
+        tags: TagAllocator::vpid(cpu as u32),
+        current: None,
+    });
+    Ok(())
+}
+
+/// Creates vCPU `index` of VM `vm` (its VMCS is filled the first time it runs on a CPU).
+pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
+    nested_root(vm).ok_or(Status::Aborted)?;
+    let frame = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    *VCPUS[index as usize % OBJECTS].lock() = Some(VmxVcpu {
+        vmcs: frame,
+        vm,
+        saved: SavedRegisters::default(),
+        tag: VcpuTag::new(),
+        launched_on: None,
+        prepared_on: None,
+    });
+    Ok(())
+}
+
+/// Frees vCPU `index`.
+pub fn destroy_vcpu(index: u32) {
+    if let Some(vcpu) = VCPUS[index as usize % OBJECTS].lock().take() {
+        // SAFETY: VMCLEAR makes the VMCS inactive on whatever CPU it was current, so the frame
+        // may be reused (SDM Vol. 3C 25.11.1); it fails harmlessly if VMX is off here.
+        unsafe { core::arch::asm!("vmclear [{}]", in(reg) &vcpu.vmcs, options(nostack)) };
+        frames::free(vcpu.vmcs);
+    }
+}
+
+fn segment(which: GuestSegment, selector: u64, base: u64, limit: u64, access_rights: u64) {
+    let fields = which.fields();
+    vmwrite(fields.selector, selector);
+    vmwrite(fields.base, base);
+    vmwrite(fields.limit, limit);
+    vmwrite(fields.access_rights, access_rights);
+}
+
+/// The architectural reset state (SDM Vol. 3A 9.1.1): real mode at F000:FFF0.
+fn write_reset_state(policy: &ControlRegisterPolicy) {
+    segment(GuestSegment::Cs, 0xf000, 0xffff_0000, 0xffff, 0x9b);
+    for which in [
+        GuestSegment::Ds,
+        GuestSegment::Es,
+        GuestSegment::Ss,
+        GuestSegment::Fs,
+        GuestSegment::Gs,
+    ] {
+        segment(which, 0, 0, 0xffff, 0x93);
+    }
+    segment(GuestSegment::Ldtr, 0, 0, 0xffff, 0x82);
+    segment(GuestSegment::Tr, 0, 0, 0xffff, 0x8b);
+    vmwrite(VmcsField::GuestGdtrBase, 0);
+    vmwrite(VmcsField::GuestGdtrLimit, 0xffff);
+    vmwrite(VmcsField::GuestIdtrBase, 0);
+    vmwrite(VmcsField::GuestIdtrLimit, 0xffff);
+    let cr0 = 0x6000_0010;
+    vmwrite(VmcsField::Cr0ReadShadow, cr0);
+    vmwrite(VmcsField::GuestCr0, policy.guest_cr0(cr0));
+    vmwrite(VmcsField::Cr0GuestHostMask, policy.cr0_mask());
+    vmwrite(VmcsField::Cr4ReadShadow, 0);
+    vmwrite(VmcsField::GuestCr4, policy.guest_cr4(0));
+    vmwrite(VmcsField::Cr4GuestHostMask, policy.cr4_mask());
+    vmwrite(VmcsField::GuestCr3, 0);
+    vmwrite(VmcsField::GuestDr7, 0x400);
+    vmwrite(VmcsField::GuestRflags, 0x2);
+    vmwrite(VmcsField::GuestRip, 0xfff0);
+    vmwrite(VmcsField::GuestRsp, 0);
+    vmwrite(VmcsField::GuestEfer, 0);
+    vmwrite(VmcsField::GuestPat, 0x0007_0406_0007_0406);
+    vmwrite(VmcsField::GuestActivityState, 0);
+    vmwrite(VmcsField::GuestInterruptibility, 0);
+    vmwrite(VmcsField::GuestPendingDebugExceptions, 0);
+    vmwrite(VmcsField::VmcsLinkPointer, u64::MAX);
+}
+
+fn control_register(read: fn() -> u64) -> u64 {
+    read()
+}
+
+fn cr0() -> u64 {
+    let value: u64;
+    // SAFETY: reading a control register has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn cr3() -> u64 {
+    let value: u64;
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("mov {}, cr3", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn cr4() -> u64 {
+    let value: u64;
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("mov {}, cr4", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+#[repr(C, packed)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+fn descriptor_base(store: impl Fn(*mut DescriptorPointer)) -> u64 {
+    let mut pointer = DescriptorPointer { limit: 0, base: 0 };
+    store(&mut pointer);
+    pointer.base
+}
+
+/// Host state of this CPU (SDM Vol. 3C 25.5): the kernel's selectors, GDT/IDT/TSS, GS base.
+fn write_host_state(cpu: usize) {
+    use crate::gdt;
+    vmwrite(VmcsField::HostCr0, control_register(cr0));
+    vmwrite(VmcsField::HostCr4, control_register(cr4));
+    for field in [
+        VmcsField::HostSsSelector,
+        VmcsField::HostDsSelector,
+        VmcsField::HostEsSelector,
+        VmcsField::HostFsSelector,
+        VmcsField::HostGsSelector,
+    ] {
+        vmwrite(field, u64::from(gdt::KERNEL_DATA));
+    }
+    vmwrite(VmcsField::HostCsSelector, u64::from(gdt::KERNEL_CODE));
+    vmwrite(VmcsField::HostTrSelector, u64::from(gdt::TSS_SELECTOR));
+    // SAFETY: SGDT/SIDT store the descriptor-table registers into the local pointer.
+    let gdt_base =
+        descriptor_base(|p| unsafe { core::arch::asm!("sgdt [{}]", in(reg) p, options(nostack)) });
+    // SAFETY: as above.
+    let idt_base =
+        descriptor_base(|p| unsafe { core::arch::asm!("sidt [{}]", in(reg) p, options(nostack)) });
+    vmwrite(VmcsField::HostGdtrBase, gdt_base);
+    vmwrite(VmcsField::HostIdtrBase, idt_base);
+    vmwrite(VmcsField::HostTrBase, gdt::tss_base(cpu));
+    vmwrite(VmcsField::HostFsBase, 0);
+    vmwrite(VmcsField::HostGsBase, rdmsr(0xc000_0101));
+    vmwrite(VmcsField::HostEfer, rdmsr(MSR_EFER));
+    vmwrite(VmcsField::HostPat, rdmsr(0x277));
+    vmwrite(VmcsField::HostSysenterCs, 0);
+    vmwrite(VmcsField::HostSysenterEsp, 0);
+    vmwrite(VmcsField::HostSysenterEip, 0);
+}
+
+/// Makes the vCPU's VMCS current on `cpu`, setting it up when it is new here.
+fn load(vcpu: &mut VmxVcpu, state: &mut VmxCpu, index: u32, cpu: usize) -> Result<(), Status> {
+    if vcpu.prepared_on.is_some_and(|c| c != cpu) {
+        // Migrating: VMCLEAR flushes it to memory; it is launched again here.
+        // SAFETY: VMCLEAR of this vCPU's own VMCS region.
+        unsafe { core::arch::asm!("vmclear [{}]", in(reg) &vcpu.vmcs, options(nostack)) };
+        vcpu.launched_on = None;
+    }
+    let fresh = vcpu.prepared_on.is_none();
+    if fresh {
+        // SAFETY: a new VMCS region gets the revision identifier and is cleared (SDM 25.11.3).
+        unsafe {
+            core::ptr::write_volatile(
+                phys_to_virt(vcpu.vmcs) as *mut u32,
+                state.capabilities.vmcs_revision(),
+            );
+            core::arch::asm!("vmclear [{}]", in(reg) &vcpu.vmcs, options(nostack));
+        }
+    }
+    let failed: u8;
+    // SAFETY: VMPTRLD of this vCPU's cleared or already-current VMCS.
+    unsafe {
+        core::arch::asm!("vmptrld [{}]", "setna {}", in(reg) &vcpu.vmcs, out(reg_byte) failed, options(nostack))
+    };
+    if failed != 0 {
+        return Err(Status::Aborted);
+    }
+    state.current = Some(index);
+    if vcpu.prepared_on != Some(cpu) {
+        for (field, value) in state.controls.vmcs_writes() {
+            vmwrite(field, value);
+        }
+        vmwrite(VmcsField::IoBitmapA, &raw const IO_BITMAP_A as u64);
+        vmwrite(VmcsField::IoBitmapB, &raw const IO_BITMAP_B as u64);
+        vmwrite(VmcsField::MsrBitmap, &raw const MSR_BITMAP as u64);
+        vmwrite(
+            VmcsField::EptPointer,
+            nested_root(vcpu.vm).ok_or(Status::Aborted)?,
+        );
+        vmwrite(VmcsField::ExceptionBitmap, 0);
+        write_host_state(cpu);
+        if fresh {
+            write_reset_state(&state.policy);
+        }
+        vcpu.prepared_on = Some(cpu);
+    }
+    Ok(())
+}
+
+/// Guest GPRs in `Gpr` order.
+fn to_array(saved: &SavedRegisters) -> [u64; 16] {
+    let mut out = [0u64; 16];
+    for (slot, register) in out.iter_mut().zip(Gpr::ALL) {
+        *slot = saved.gpr.get(register);
+    }
+    out
+}
+
+fn from_array(saved: &mut SavedRegisters, registers: &[u64; 16]) {
+    for (value, register) in registers.iter().zip(Gpr::ALL) {
+        if register != Gpr::Rsp {
+            saved.gpr.set(register, *value);
+        }
+    }
+}
+
+/// Guest RDMSR/WRMSR of EFER, kept by the kernel (LMA follows CR0.PG; the entry control is
+/// kept in step before each entry). Returns false for other MSRs.
+fn handle_efer(basic: u16, saved: &mut SavedRegisters) -> bool {
+    if saved.gpr.get(Gpr::Rcx) & 0xffff_ffff != u64::from(MSR_EFER) {
+        return false;
+    }
+    let efer = read(VmcsField::GuestEfer);
+    if basic == exit_reason::RDMSR {
+        saved.gpr.set(Gpr::Rax, efer & 0xffff_ffff);
+        saved.gpr.set(Gpr::Rdx, efer >> 32);
+    } else {
+        let value = (saved.gpr.get(Gpr::Rdx) << 32) | (saved.gpr.get(Gpr::Rax) & 0xffff_ffff);
+        vmwrite(
+            VmcsField::GuestEfer,
+            (efer & !GUEST_EFER_WRITABLE) | (value & GUEST_EFER_WRITABLE),
+        );
+    }
+    let length = read(VmcsField::ExitInstructionLength);
+    vmwrite(VmcsField::GuestRip, read(VmcsField::GuestRip) + length);
+    true
+}
+
+/// Before an entry: the "IA-32e mode guest" control follows the guest's EFER.LMA, which the CPU
+/// updates when the guest turns paging on with LME set (SDM Vol. 3C 27.3.1.1).
+fn sync_long_mode() {
+    let lma = read(VmcsField::GuestEfer) & EFER_LMA != 0;
+    let controls = read(VmcsField::EntryControls);
+    let wanted = if lma {
+        controls | ENTRY_IA32E_MODE
+    } else {
+        controls & !ENTRY_IA32E_MODE
+    };
+    if wanted != controls {
+        vmwrite(VmcsField::EntryControls, wanted);
+    }
+}
+
+/// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
+pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
+    let cpu = percpu::current_index();
+    enable_on_this_cpu(cpu)?;
+    let mut guard = VCPUS[index as usize % OBJECTS].lock();
+    let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
+    let mut cpu_state = CPUS[cpu].lock();
+    let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
+    load(vcpu, state, index, cpu)?;
+    if !reply.is_empty() {
+        let reply = Reply::from_words(reply).map_err(|_| Status::InvalidArgument)?;
+        let plan = virt_vmx::plan_entry(&reply, &Current, &vcpu.saved, &state.policy)
+            .map_err(|_| Status::InvalidArgument)?;
+        for write in &plan.writes {
+            vmwrite(write.field, write.value);
+        }
+        vcpu.saved = plan.saved;
+    }
+    loop {
+        let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
+        if entry.changed {
+            vmwrite(VmcsField::VirtualProcessorId, u64::from(entry.tag));
+        }
+        if entry.tlb.flush_all_tags || entry.tlb.flush_guest_physical {
+            invept_all();
+        }
+        vmwrite(VmcsField::HostCr3, cr3());
+        // The preemption timer (when the CPU has it) is a backstop only: the LAPIC timer's
+        // interrupts exit the guest and drive scheduling.
+        vmwrite(VmcsField::PreemptionTimerValue, PREEMPTION_TIMER_BACKSTOP);
+        sync_long_mode();
+        let mut registers = to_array(&vcpu.saved);
+        let launched = vcpu.launched_on == Some(cpu);
+        // SAFETY: the VMCS is current on this CPU with host state for this CPU, EPT over memory
+        // the VMM was given, and bitmaps that make every port and MSR access exit.
+        let failed = unsafe { vmx_enter(&mut registers, u64::from(launched)) };
+        if failed != 0 {
+            let error = read(VmcsField::InstructionError);
+            kprintln!("sluice: vcpu {index}: VM entry failed (VM-instruction error {error})");
+            return Err(Status::Aborted);
+        }
+        vcpu.launched_on = Some(cpu);
+        from_array(&mut vcpu.saved, &registers);
+        let basic = (read(VmcsField::ExitReason) & 0xffff) as u16;
+        match basic {
+            EXIT_PREEMPTION_TIMER => {
+                if !take_reschedule(cpu) {
+                    continue;
+                }
+            }
+            exit_reason::EXTERNAL_INTERRUPT => {
+                let information = read(VmcsField::ExitInterruptionInfo);
+                dispatch_interrupt((information & 0xff) as u8);
+                if !take_reschedule(cpu) {
+                    continue;
+                }
+            }
+            exit_reason::CONTROL_REGISTER_ACCESS => {
+                match handle_control_register_access(&Current, &vcpu.saved, &state.policy) {
+                    Ok(ControlRegisterOutcome::Handled(writes)) => {
+                        for write in &writes {
+                            vmwrite(write.field, write.value);
+                        }
+                        continue;
+                    }
+                    Ok(ControlRegisterOutcome::Forward) => {}
+                    Err(error) => kprintln!("sluice: vcpu {index}: control-register exit: {error}"),
+                }
+            }
+            exit_reason::RDMSR | exit_reason::WRMSR if handle_efer(basic, &mut vcpu.saved) => {
+                continue
+            }
+            _ => {}
+        }
+        return match virt_vmx::decode_exit(&Current, &vcpu.saved, BASE_STATE) {
+            Ok(message) => message.to_words(exit).map_err(|_| Status::Overflow),
+            Err(error) => {
+                kprintln!("sluice: vcpu {index}: exit {basic} not decodable: {error}");
+                Err(Status::Aborted)
+            }
+        };
+    }
+}
+
+/// An external interrupt acknowledged on exit: run its handler as if the IDT had delivered it.
+fn dispatch_interrupt(vector: u8) {
+    let mut frame = crate::trap::TrapFrame {
+        cs: u64::from(crate::gdt::KERNEL_CODE),
+        ..Default::default()
+    };
+    if vector >= 32 {
+        crate::interrupts::handle(vector, &mut frame);
+    }
+}
+
+/// INVEPT all-context (type 2): drops every guest-physical translation on this CPU.
+fn invept_all() {
+    let descriptor = [0u64; 2];
+    // SAFETY: INVEPT only invalidates TLB entries; type 2 is supported by every EPT-capable CPU
+    // the adjusted controls accept.
+    unsafe {
+        core::arch::asm!("invept {}, [{}]", in(reg) 2u64, in(reg) &descriptor, options(nostack))
+    };
+}
+
+/// Enters the guest with VMLAUNCH (`launched` = 0) or VMRESUME: rdi = guest GPRs (16 words,
+/// `Gpr` order; RSP lives in the VMCS). The VM exit lands at the label `2` with RSP = HOST_RSP,
+/// where the guest GPRs are saved. Returns 0, or 1 when the entry itself failed.
+///
+/// # Safety
+/// A VMCS must be current on this CPU with valid host and guest state.
+#[unsafe(naked)]
+unsafe extern "C" fn vmx_enter(registers: *mut [u64; 16], launched: u64) -> u64 {
+    naked_asm!(
+        "push rbx",
+        "push rbp",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "push rdi",
+        "push rsi",
+        "mov rax, 0x6c14", // HOST_RSP
+        "vmwrite rax, rsp",
+        "lea rdx, [rip + 2f]",
+        "mov rax, 0x6c16", // HOST_RIP
+        "vmwrite rax, rdx",
+        "mov rax, [rdi]",
+        "mov rcx, [rdi + 8]",
+        "mov rdx, [rdi + 16]",
+        "mov rbx, [rdi + 24]",
+        "mov rbp, [rdi + 40]",
+        "mov rsi, [rdi + 48]",
+        "mov r8, [rdi + 64]",
+        "mov r9, [rdi + 72]",
+        "mov r10, [rdi + 80]",
+        "mov r11, [rdi + 88]",
+        "mov r12, [rdi + 96]",
+        "mov r13, [rdi + 104]",
+        "mov r14, [rdi + 112]",
+        "mov r15, [rdi + 120]",
+        "mov rdi, [rdi + 56]",
+        "cmp qword ptr [rsp], 0",
+        "je 3f",
+        "vmresume",
+        "jmp 4f",
+        "3:",
+        "vmlaunch",
+        "4:",
+        // The entry failed: host callee-saved registers come back from the stack.
+        "add rsp, 16",
+        "mov eax, 1",
+        "jmp 5f",
+        "2:",
+        "push rdi",
+        "mov rdi, [rsp + 16]",
+        "mov [rdi], rax",
+        "mov [rdi + 8], rcx",
+        "mov [rdi + 16], rdx",
+        "mov [rdi + 24], rbx",
+        "mov [rdi + 40], rbp",
+        "mov [rdi + 48], rsi",
+        "mov [rdi + 64], r8",
+        "mov [rdi + 72], r9",
+        "mov [rdi + 80], r10",
+        "mov [rdi + 88], r11",
+        "mov [rdi + 96], r12",
+        "mov [rdi + 104], r13",
+        "mov [rdi + 112], r14",
+        "mov [rdi + 120], r15",
+        "pop rax",
+        "mov [rdi + 56], rax",
+        "add rsp, 16",
+        "xor eax, eax",
+        "5:",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbp",
+        "pop rbx",
+        "ret",
+    );
+}
