@@ -1,6 +1,18 @@
 //! The iommu-server binary: a ring-3 program init loads from its boot module into a domain of
-//! its own. Its VT-d logic lives in the host-tested `iommu-core`; this file is the thin shell:
-//! it starts, tells init it is ready, and answers the common protocol (`HELLO`) on its portals.
+//! its own. Its VT-d logic lives in the host-tested `iommu-core`; this binary connects it to
+//! the hardware and to its clients:
+//!
+//! 1. maps its DRHD register page and the ACPI DMAR table, parses the DMAR
+//!    (`iommu_core::dmar`);
+//! 2. brings the unit up in frames of the RAM init gave it ([`bringup`], [`hardware`]): root
+//!    table, queued invalidation, fault reporting to its fault-event line, the interrupt
+//!    remapping table, the quarantine domain, translation on;
+//! 3. starts a fault-watcher thread that waits on that line's notification and calls the
+//!    main thread, which reads and clears the fault records, logs each as
+//!    `iommu: fault bdf=BB:DD.F addr=0x... kind=read|write reason=0xNN (name)` and queues it
+//!    for the device's owner (whose notification it signals);
+//! 4. tells init it is ready and serves `iommu-api` ([`service`], checked by [`policy`]) and
+//!    the common protocol.
 //!
 //! Capabilities init gives it (its table at start):
 //!
@@ -9,37 +21,34 @@
 //! | 0 | its own protection domain | `CREATE_THREAD`, `MAP` |
 //! | 1 | its own thread | `CONTROL`, `BIND_PORTAL` |
 //! | 2 | init's portal ([`sluice_rt::abi::boot::PARENT_PORTAL`]) | `CALL` |
-//! | 3 | the first DMAR unit's register page (memory, 4 KiB; empty when the machine has no VT-d) | `READ`, `WRITE` |
+//! | 3 | the first DMAR unit's register page (empty when the machine has no VT-d) | `READ`, `WRITE` |
+//! | 4 | the ACPI DMAR table (firmware capability `acpi-dmar`) | `READ` |
+//! | 5 | 256 KiB of RAM for its tables | `READ`, `WRITE`, `DMA_MAP` |
+//! | 6 | a notification its fault-event line is bound to (bit 0) | `WAIT` |
+//! | 7 | that bound interrupt line | `ACKNOWLEDGE` |
+//! | 8 | RAM for the fault watcher's stack and UTCB | `READ`, `WRITE` |
+//!
+//! Arguments: the fault-event line, the pci-server's portal id, the first owner's portal id,
+//! the first owner's MSI line, 1 if passthrough without interrupt remapping is allowed, the
+//! DMAR table's offset in its first page, and its length.
 //!
 //! Portals served (created by init, handled by this thread): one per client, whose portal id is
-//! the client's number in init's start order (the pci-server's is 2).
+//! the client's number in init's start order (the pci-server's is 2), plus the watcher's.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// On the host only the host-tested modules are built; their start-up users are not.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
-use sluice_rt::abi::boot::PARENT_PORTAL;
-use sluice_rt::abi::syscall::Selector;
-use sluice_rt::start::Startup;
-use sluice_rt::utcb::MessageBuffer;
-
-/// Selector of the DMAR unit's register page (see the table above).
-#[allow(dead_code)]
-pub const DMAR_REGISTERS: Selector = Selector(3);
+mod bringup;
+mod hardware;
+mod kernel;
+mod policy;
+mod service;
 
 #[cfg(target_os = "none")]
-sluice_rt::entry!(run);
+mod server_main;
 
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(_startup: Startup) {
-    sluice_rt::log!("iommu-server: started");
-    match MessageBuffer::current() {
-        Some(mut buffer) => sluice_rt::protocol::run_server(
-            &mut buffer,
-            "iommu-server",
-            None,
-            Selector(PARENT_PORTAL),
-        ),
-        None => sluice_rt::log!("iommu-server: no UTCB recorded at entry"),
-    }
-}
+#[cfg(test)]
+mod tests;
 
 /// Host builds only type-check the program; it runs on the Sluice kernel.
 #[cfg(not(target_os = "none"))]

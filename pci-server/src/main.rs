@@ -1,7 +1,15 @@
 //! The pci-server binary: a ring-3 program init loads from its boot module into a domain of its
-//! own. Its PCI logic lives in the host-tested `pci-core`; this file is the thin shell: it
-//! starts, says hello to the iommu-server, tells init it is ready, and answers the common
-//! protocol (`HELLO`) on its portals.
+//! own. Its PCI logic lives in the host-tested `pci-core`; this binary connects it to the
+//! hardware and to its clients:
+//!
+//! 1. says hello to the iommu-server (the common protocol);
+//! 2. maps the ECAM window bus by bus ([`ecam`]) and enumerates segment 0;
+//! 3. checks the system description's assignments against what it found and refuses missing
+//!    functions loudly ([`assignments`]); enables the SR-IOV virtual functions it assigns;
+//! 4. prints the boot listing (`pci_core::listing`) and puts every endpoint in the IOMMU's
+//!    quarantine domain ([`iommu`]);
+//! 5. tells init it is ready and serves `pci-api` requests and the common protocol
+//!    ([`service`]).
 //!
 //! Capabilities init gives it (its table at start):
 //!
@@ -12,38 +20,28 @@
 //! | 2 | init's portal ([`sluice_rt::abi::boot::PARENT_PORTAL`]) | `CALL` |
 //! | 3 | the iommu-server's portal | `CALL` |
 //! | 4 | the ECAM window of PCI segment 0, buses start..=end (memory; empty when there is none) | `READ`, `WRITE` |
+//! | 5 | the system description (boot module) | `READ` |
+//! | 6.. | device windows BARs are carved from | `READ`, `WRITE`, `RETYPE` |
+//!
+//! Arguments: the ECAM base (bus 0), start bus | end bus << 8, the first owner number, the
+//! number of device windows, then base and size of each window.
 //!
 //! Portals served (created by init, handled by this thread): one per client, whose portal id is
-//! the client's number in init's start order (the vmm-server's is 3).
+//! the client's number in init's start order; for device owners it is their owner id.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// On the host only the host-tested modules are built; their start-up users are not.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
-use sluice_rt::abi::boot::PARENT_PORTAL;
-use sluice_rt::abi::syscall::Selector;
-use sluice_rt::start::Startup;
-use sluice_rt::utcb::MessageBuffer;
-
-/// Selector of the iommu-server's portal.
-pub const IOMMU_PORTAL: Selector = Selector(3);
-/// Selector of the ECAM window (see the table above).
-#[allow(dead_code)]
-pub const ECAM_WINDOW: Selector = Selector(4);
+mod assignments;
+mod bars;
+mod delay;
+mod description;
+mod ecam;
+mod iommu;
+mod service;
 
 #[cfg(target_os = "none")]
-sluice_rt::entry!(run);
-
-#[cfg_attr(not(target_os = "none"), allow(dead_code))]
-fn run(_startup: Startup) {
-    sluice_rt::log!("pci-server: started");
-    match MessageBuffer::current() {
-        Some(mut buffer) => sluice_rt::protocol::run_server(
-            &mut buffer,
-            "pci-server",
-            Some((IOMMU_PORTAL, "iommu-server")),
-            Selector(PARENT_PORTAL),
-        ),
-        None => sluice_rt::log!("pci-server: no UTCB recorded at entry"),
-    }
-}
+mod server_main;
 
 /// Host builds only type-check the program; it runs on the Sluice kernel.
 #[cfg(not(target_os = "none"))]

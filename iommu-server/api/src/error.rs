@@ -117,6 +117,13 @@ iommu_errors! {
     InvalidBdf = 36 => "invalid bus/device/function",
     /// The unit lacks a capability this configuration needs (e.g. no usable SAGAW).
     UnsupportedHardware = 37 => "VT-d unit lacks a required capability",
+    /// The request must carry a capability (the memory to delegate, the notification to
+    /// signal) and did not, or the kernel refused to tell the server about it.
+    MissingCapability = 38 => "request carries no usable capability",
+    /// No fault report is waiting for the caller.
+    NoFaultPending = 39 => "no fault report pending",
+    /// The IRTE would deliver to an interrupt line the caller does not own.
+    VectorNotOwned = 40 => "vector is not one of the caller's interrupt lines",
 }
 
 impl fmt::Display for IommuError {

@@ -231,6 +231,42 @@ pub struct SubscribeFaultsRequest {
     pub reserved: u16,
 }
 
+/// [`crate::Operation::DelegateMemory`] (the memory capability travels with the IPC).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct DelegateMemoryRequest {
+    /// [`Rights`] the caller wants devices to have on it (checked against the capability).
+    pub rights: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Reply to [`crate::Operation::DelegateMemory`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct DelegateMemoryReply {
+    /// The handle map requests name the memory by.
+    pub memory: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Bytes delegated.
+    pub size: u64,
+}
+
+/// [`crate::Operation::TakeFault`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct TakeFaultRequest {
+    /// Zero.
+    pub reserved: u32,
+}
+
 /// A DMA or interrupt remapping fault, sent to the owner of the faulting device.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,

@@ -44,9 +44,21 @@ pub enum Operation {
     /// [`crate::IrteRequest`]. Errors: `UnknownIrte`, `NotOwner`, `HardwareTimeout`.
     FreeIrte = 9,
     /// Ask for [`crate::FaultReport`]s of a device the caller owns (attached to its domain).
-    /// [`crate::SubscribeFaultsRequest`]. Errors: `UnknownDevice`, `NotOwner`,
-    /// `SubscriberLimitReached`.
+    /// [`crate::SubscribeFaultsRequest`]; the notification to signal (bit 0, `SIGNAL`) travels
+    /// as a transfer item. Errors: `UnknownDevice`, `NotOwner`, `SubscriberLimitReached`,
+    /// `MissingCapability`.
     SubscribeFaults = 10,
+    /// Delegate memory to the server so that it can be mapped for DMA: the request carries
+    /// the memory capability (with `DMA_MAP` and the rights asked for) as a transfer item; the
+    /// server learns its host-physical range from the kernel and checks the rights by mapping
+    /// it into itself. [`crate::DelegateMemoryRequest`] -> [`crate::DelegateMemoryReply`].
+    /// Errors: `MissingCapability`, `InvalidRights`, `RightsExceeded`, `MsiWindowPhysical`,
+    /// `MappingLimitReached`, `Misaligned`, `ZeroSize`, `AddressOverflow`.
+    DelegateMemory = 11,
+    /// Take the oldest fault report of a device the caller owns (its subscription's
+    /// notification was signalled). [`crate::TakeFaultRequest`] -> [`crate::FaultReport`].
+    /// Errors: `NoFaultPending`.
+    TakeFault = 12,
 }
 
 impl Operation {
@@ -62,6 +74,8 @@ impl Operation {
         Operation::ProgramIrte,
         Operation::FreeIrte,
         Operation::SubscribeFaults,
+        Operation::DelegateMemory,
+        Operation::TakeFault,
     ];
 }
 

@@ -156,6 +156,13 @@ pub enum Request {
         /// The device.
         device: Bdf,
     },
+    /// See [`Operation::DelegateMemory`].
+    DelegateMemory {
+        /// Rights asked for (non-empty).
+        rights: Rights,
+    },
+    /// See [`Operation::TakeFault`].
+    TakeFault,
 }
 
 /// Reads a message struct that must fill `bytes` exactly.
@@ -308,6 +315,19 @@ impl Request {
                     device: message.device,
                 }
             }
+            Operation::DelegateMemory => {
+                let message: DelegateMemoryRequest = exact(payload)?;
+                zero(message.reserved)?;
+                let rights = Rights::from_bits(message.rights)
+                    .filter(|rights| !rights.is_empty())
+                    .ok_or(IommuError::InvalidRights)?;
+                Request::DelegateMemory { rights }
+            }
+            Operation::TakeFault => {
+                let message: TakeFaultRequest = exact(payload)?;
+                zero(message.reserved)?;
+                Request::TakeFault
+            }
         })
     }
 }
@@ -366,7 +386,7 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(Request::decode(0, &[]), Err(IommuError::UnknownOperation));
-        assert_eq!(Request::decode(11, &[]), Err(IommuError::UnknownOperation));
+        assert_eq!(Request::decode(13, &[]), Err(IommuError::UnknownOperation));
     }
 
     #[test]
@@ -449,6 +469,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn delegation_and_fault_requests_are_checked() {
+        let mut message = DelegateMemoryRequest {
+            rights: 3,
+            reserved: 0,
+        };
+        assert_eq!(
+            Request::decode(11, message.as_bytes()),
+            Ok(Request::DelegateMemory {
+                rights: Rights::READ | Rights::WRITE
+            })
+        );
+        message.rights = 0;
+        assert_eq!(
+            Request::decode(11, message.as_bytes()),
+            Err(IommuError::InvalidRights)
+        );
+        message.rights = 1;
+        message.reserved = 5;
+        assert_eq!(
+            Request::decode(11, message.as_bytes()),
+            Err(IommuError::InvalidField)
+        );
+        assert_eq!(Request::decode(12, &[0; 4]), Ok(Request::TakeFault));
+        assert_eq!(
+            Request::decode(12, &[1, 0, 0, 0]),
+            Err(IommuError::InvalidField)
+        );
+        assert_eq!(
+            Request::decode(12, &[0; 8]),
+            Err(IommuError::MalformedMessage)
+        );
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(code in 0u32..16, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
@@ -456,11 +510,12 @@ mod tests {
         }
 
         #[test]
-        fn decode_of_right_length_is_total(code in 1u32..=10, seed in any::<[u8; 40]>()) {
+        fn decode_of_right_length_is_total(code in 1u32..=12, seed in any::<[u8; 40]>()) {
             let length = match code {
                 3 => 40,
                 4..=6 => 24,
                 8 => 16,
+                11 => 8,
                 _ => 4,
             };
             let result = Request::decode(code, &seed[..length]);

@@ -55,6 +55,15 @@ pub enum PciError {
     InventoryFull = 20,
     /// The function is a bridge (or host bridge): the pci-server keeps it, it is never assigned.
     NotAssignable = 21,
+    /// The function has no memory BAR with that register index (or it is an I/O BAR).
+    NoSuchBar = 22,
+    /// The server holds no device memory covering the BAR (it lies outside the windows init
+    /// delegated, or the kernel refused to carve it).
+    BarUnavailable = 23,
+    /// The IOMMU cannot remap interrupts (ECAP.IR = 0), so a device could inject any
+    /// interrupt; passthrough is refused unless the system description allows it with
+    /// `insecure_no_interrupt_remapping = true`.
+    InterruptRemappingUnavailable = 24,
 }
 
 impl PciError {
@@ -88,6 +97,9 @@ impl PciError {
             19 => VfBusOutOfRange,
             20 => InventoryFull,
             21 => NotAssignable,
+            22 => NoSuchBar,
+            23 => BarUnavailable,
+            24 => InterruptRemappingUnavailable,
             _ => return None,
         })
     }
@@ -117,6 +129,11 @@ impl fmt::Display for PciError {
             PciError::VfBusOutOfRange => "virtual functions would fall outside the bridge's buses",
             PciError::InventoryFull => "function inventory is full",
             PciError::NotAssignable => "bridges are never assigned",
+            PciError::NoSuchBar => "function has no memory BAR with that index",
+            PciError::BarUnavailable => "no device memory covers that BAR",
+            PciError::InterruptRemappingUnavailable => {
+                "no interrupt remapping: passthrough refused (insecure_no_interrupt_remapping not set)"
+            }
         };
         f.write_str(text)
     }
@@ -136,7 +153,11 @@ mod tests {
         }
         assert_eq!(PciError::from_code(20), Some(PciError::InventoryFull));
         assert_eq!(PciError::from_code(21), Some(PciError::NotAssignable));
-        assert_eq!(PciError::from_code(22), None);
+        assert_eq!(
+            PciError::from_code(24),
+            Some(PciError::InterruptRemappingUnavailable)
+        );
+        assert_eq!(PciError::from_code(25), None);
         assert_eq!(PciError::from_code(0), None);
     }
 }

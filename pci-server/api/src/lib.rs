@@ -15,8 +15,8 @@ mod operation;
 pub use bdf::{Bdf, BdfError, OwnerId};
 pub use error::PciError;
 pub use messages::{
-    decode_request, AccessWidthCode, AssignRequest, ConfigReadReply, ConfigReadRequest,
-    ConfigWriteRequest, EnableVfsRequest, FunctionReply, FunctionRequest, MsiProgramRequest,
-    OwnerStateCode, ReleaseRequest, Request, ResetMethodCode,
+    decode_request, AccessWidthCode, AssignRequest, BarReply, BarRequest, ClaimRequest,
+    ConfigReadReply, ConfigReadRequest, ConfigWriteRequest, EnableVfsRequest, FunctionReply,
+    FunctionRequest, MsiProgramRequest, OwnerStateCode, ReleaseRequest, Request, ResetMethodCode,
 };
 pub use operation::Operation;

@@ -131,6 +131,45 @@ pub struct EnableVfsRequest {
     pub count: u16,
 }
 
+/// Take a function the system description assigns to the caller, attaching it to `domain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ClaimRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// Reserved, must be zero.
+    pub reserved: u16,
+    /// The caller's DMA domain handle at the iommu-server.
+    pub domain: u32,
+}
+
+/// Ask for one memory BAR of an owned function as a capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct BarRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// BAR register index, 0..=5 (a 64-bit BAR is named by its low register).
+    pub index: u8,
+    /// Reserved, must be zero.
+    pub reserved: u8,
+}
+
+/// The BAR handed out; the capability (read, write, page-granular: a BAR smaller than a page
+/// comes with the whole page) travels with the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct BarReply {
+    /// The BAR's address as firmware programmed it.
+    pub address: u64,
+    /// The BAR's size in bytes.
+    pub size: u64,
+    /// Offset of the BAR's first byte in the capability (non-zero for sub-page BARs).
+    pub offset_in_capability: u64,
+    /// Bytes the capability covers.
+    pub capability_size: u64,
+}
+
 /// Reset method codes in [`FunctionReply::reset_method`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -225,6 +264,15 @@ pub enum Request {
     ProgramMsi(MsiProgramRequest),
     /// See [`Operation::EnableVfs`].
     EnableVfs(EnableVfsRequest),
+    /// See [`Operation::Claim`].
+    Claim(ClaimRequest),
+    /// See [`Operation::BarMemory`].
+    BarMemory {
+        /// The function.
+        bdf: Bdf,
+        /// BAR register index, 0..=5.
+        index: u8,
+    },
 }
 
 /// The size of config space (PCIe Base spec 6.0 section 7.2.2: 4 KiB per function).
@@ -343,6 +391,23 @@ pub fn decode_request(operation: u32, bytes: &[u8]) -> Result<Request, PciError>
             let request: EnableVfsRequest = read(bytes)?;
             Ok(Request::EnableVfs(request))
         }
+        Operation::Claim => {
+            let request: ClaimRequest = read(bytes)?;
+            if request.reserved != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::Claim(request))
+        }
+        Operation::BarMemory => {
+            let request: BarRequest = read(bytes)?;
+            if request.reserved != 0 || request.index > 5 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::BarMemory {
+                bdf: request.bdf,
+                index: request.index,
+            })
+        }
     }
 }
 
@@ -450,6 +515,55 @@ mod tests {
         request.kind = 2;
         assert_eq!(
             decode_request(op, request.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+    }
+
+    #[test]
+    fn claim_and_bar_requests_are_checked() {
+        let claim = ClaimRequest {
+            bdf: Bdf::from_requester_id(0x0600),
+            reserved: 0,
+            domain: 3,
+        };
+        assert_eq!(
+            decode_request(Operation::Claim as u32, claim.as_bytes()),
+            Ok(Request::Claim(claim))
+        );
+        let bad = ClaimRequest {
+            reserved: 1,
+            ..claim
+        };
+        assert_eq!(
+            decode_request(Operation::Claim as u32, bad.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        let mut bar = BarRequest {
+            bdf: Bdf::from_requester_id(0x0600),
+            index: 5,
+            reserved: 0,
+        };
+        let op = Operation::BarMemory as u32;
+        assert_eq!(
+            decode_request(op, bar.as_bytes()),
+            Ok(Request::BarMemory {
+                bdf: bar.bdf,
+                index: 5
+            })
+        );
+        bar.index = 6;
+        assert_eq!(
+            decode_request(op, bar.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        bar.index = 0;
+        bar.reserved = 2;
+        assert_eq!(
+            decode_request(op, bar.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(
+            decode_request(op, &bar.as_bytes()[..3]),
             Err(PciError::MalformedRequest)
         );
     }

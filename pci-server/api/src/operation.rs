@@ -42,6 +42,19 @@ pub enum Operation {
     /// [`crate::EnableVfsRequest`]. Errors: `NoSuchFunction`, `NoSriovCapability`,
     /// `TooManyVfs`, `VfsAlreadyEnabled`, `VfBusOutOfRange`, `InventoryFull`.
     EnableVfs = 10,
+    /// The caller takes a function the system description assigns to it (its owner identity
+    /// is the id of the portal it calls through), naming the DMA domain it created at the
+    /// iommu-server: the function is quarantined (if it was unassigned), reset, and attached
+    /// with its DMA aliases to that domain. Request: [`crate::ClaimRequest`]. Errors:
+    /// `NoSuchFunction`, `NotAssignable`, `NotOwner` (the description gives the function to
+    /// someone else or to nobody), `InvalidTransition` (already assigned), `GroupConflict`,
+    /// `NoResetMethod`, `ResetFailed`, `IommuRefused`, `InterruptRemappingUnavailable`.
+    Claim = 11,
+    /// One memory BAR of a function the caller owns, as a memory capability (read, write)
+    /// carried by the reply, with its address and size. Request: [`crate::BarRequest`].
+    /// Reply: [`crate::BarReply`]. Errors: `NoSuchFunction`, `NotOwner`, `NoSuchBar`,
+    /// `BarUnavailable`.
+    BarMemory = 12,
 }
 
 impl TryFrom<u32> for Operation {
@@ -59,6 +72,8 @@ impl TryFrom<u32> for Operation {
             8 => Operation::ConfigWrite,
             9 => Operation::ProgramMsi,
             10 => Operation::EnableVfs,
+            11 => Operation::Claim,
+            12 => Operation::BarMemory,
             _ => return Err(PciError::UnknownOperation),
         })
     }

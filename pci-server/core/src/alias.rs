@@ -50,7 +50,10 @@ pub fn dma_aliases(inventory: &Inventory, bdf: Bdf) -> heapless::Vec<DmaAlias, M
                 requester_id,
                 via: Some(bridge_bdf),
             };
-            if !aliases.contains(&entry) && aliases.push(entry).is_err() {
+            // A bridge may substitute the function's own ID (a device at devfn 0 of the
+            // bridge's secondary bus) or one already listed: each requester ID appears once.
+            let known = aliases.iter().any(|a| a.requester_id == requester_id);
+            if !known && aliases.push(entry).is_err() {
                 break;
             }
         }

@@ -1,6 +1,7 @@
 //! Userland runtime for Sluice programs: the `_start` entry with argument passing, one safe
-//! wrapper per system call, UTCB messages, the common IPC protocol, further threads, and
-//! logging.
+//! wrapper per system call, UTCB messages, the common IPC protocol, the byte wire format of
+//! the server APIs ([`wire`]), checked volatile memory windows ([`mmio`]), further threads,
+//! and logging.
 //!
 //! On bare metal the wrappers execute `syscall` with the register convention of `sluice-abi`;
 //! on the host (unit tests) they go to [`host`], a recording fake whose answers tests script,
@@ -9,12 +10,14 @@
 
 pub mod log;
 pub mod message;
+pub mod mmio;
 pub mod protocol;
 pub mod start;
 pub mod sys;
 pub mod thread;
 pub mod types;
 pub mod utcb;
+pub mod wire;
 
 #[cfg(not(target_os = "none"))]
 pub mod host;

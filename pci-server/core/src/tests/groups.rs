@@ -196,3 +196,29 @@ fn without_acs_enabled_endpoints_join_their_root_port() {
     assert!(same_group(&inventory, q35::EDU, q35::ROOT_PORT_EDU));
     assert!(!same_group(&inventory, q35::EDU, q35::NVME));
 }
+
+#[test]
+fn a_device_at_the_bridges_alias_id_lists_that_id_once() {
+    use crate::fake::pcie_to_pci_bridge;
+    use crate::fake::{q35_ecam, FakeConfigSpace};
+    // 00:01.0 root port -> 01:00.0 PCIe-to-PCI bridge -> 02:00.0 conventional e1000: its
+    // DMA arrives as (secondary bus 2, 00.0), which is its own requester ID.
+    let mut config = FakeConfigSpace::new()
+        .with(b(0, 1, 0), root_port(0, 1, 2, true))
+        .with(b(1, 0, 0), pcie_to_pci_bridge(1, 2, 2))
+        .with(b(2, 0, 0), conventional_e1000())
+        .with(b(2, 1, 0), conventional_e1000());
+    let inventory = crate::Inventory::enumerate(
+        &mut config,
+        &q35_ecam(),
+        crate::EnumerationOptions::default(),
+    );
+    let ids = |device| -> Vec<Bdf> {
+        dma_aliases(&inventory, device)
+            .iter()
+            .map(|a| a.requester_id)
+            .collect()
+    };
+    assert_eq!(ids(b(2, 0, 0)), vec![b(2, 0, 0)]);
+    assert_eq!(ids(b(2, 1, 0)), vec![b(2, 1, 0), b(2, 0, 0)]);
+}

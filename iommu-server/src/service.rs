@@ -1,0 +1,400 @@
+//! The iommu-server's portal: every `iommu-api` request is decoded
+//! (`iommu_api::Request::decode`), checked against the caller's class ([`crate::policy`]) and
+//! then against the server's state by `iommu-core`; the reply is a `ReplyHeader` (status 0 or
+//! an `IommuError` code) followed by the operation's reply struct. A refused request changed
+//! nothing.
+//!
+//! Capabilities a request carries arrive at the server's inbox (`sluice_rt::wire::INBOX`) and
+//! are moved to a slot of their own before anything else happens ([`Capabilities`]).
+
+use iommu_api::request::{DeviceArguments, MapArguments};
+use iommu_api::{
+    Bdf, CreateDomainReply, DelegateMemoryReply, DelegatedMemory, HostPhys, IommuError, IrteReply,
+    MsiMessageReply, ReplyHeader, Request, Rights,
+};
+use iommu_core::clock::Clock;
+use iommu_core::domain::{overlaps_msi_window, ClientId, DomainManager, QUARANTINE};
+use iommu_core::fault::{read_and_clear_faults, FaultRecord};
+use iommu_core::interrupt_remapping::{remappable_msi, IrteTable};
+use iommu_core::memory::{FrameAllocator, PhysMemory};
+use iommu_core::registers::VtdRegisters;
+use iommu_core::unit::VtdUnit;
+use zerocopy::IntoBytes;
+
+use crate::policy::{Caller, FaultQueues, Policy};
+
+/// Most domains whose owner the server remembers (as many as `iommu-core` allows).
+const MAX_DOMAINS: usize = iommu_core::domain::MAX_DOMAINS;
+/// Most fault subscriptions with a notification.
+const MAX_SUBSCRIPTIONS: usize = 16;
+
+/// The kernel services a request may need: capabilities it carried and what they name.
+pub trait Capabilities {
+    /// Moves the capability that arrived with the request (rights as sent) to a slot of the
+    /// server's own; `None` if the request carried none or the move was refused.
+    fn take_received(&mut self, rights: u64) -> Option<u32>;
+    /// The host-physical range of a memory capability (`memory_physical`), if it has
+    /// `DMA_MAP`; the size is found by asking page by page from the end.
+    fn physical_range(&mut self, memory: u32) -> Option<(u64, u64)>;
+    /// Whether the memory capability allows mapping with `rights` (tried on the server itself).
+    fn allows(&mut self, memory: u32, rights: Rights) -> bool;
+    /// Signals bit 0 of a notification.
+    fn signal(&mut self, notification: u32);
+    /// Drops a capability the server no longer keeps.
+    fn drop(&mut self, selector: u32);
+}
+
+/// Interrupt remapping as brought up at start.
+// The server holds exactly one value of it for its whole life: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Remapping {
+    /// Enabled: the table.
+    Enabled(IrteTable),
+    /// The unit has none (ECAP.IR = 0 or no QI), or enabling it failed.
+    Unavailable,
+}
+
+/// Everything the server holds for its one unit.
+pub struct Iommu<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> {
+    pub unit: VtdUnit<R, C>,
+    pub manager: DomainManager,
+    pub remapping: Remapping,
+    pub memory: M,
+    pub frames: A,
+    pub policy: Policy,
+    pub faults: FaultQueues,
+    /// (domain handle, owner) of every client domain.
+    pub domain_owners: heapless::Vec<(u32, ClientId), MAX_DOMAINS>,
+    /// (client, notification) to signal when a fault report is queued for it.
+    pub subscriptions: heapless::Vec<(ClientId, u32), MAX_SUBSCRIPTIONS>,
+}
+
+/// Reply bytes: a header and a body.
+pub struct Reply {
+    bytes: heapless::Vec<u8, 64>,
+}
+
+impl Reply {
+    /// A reply refusing with `error`.
+    pub fn refusal(error: IommuError) -> Reply {
+        Reply::error(error)
+    }
+
+    fn error(error: IommuError) -> Reply {
+        let header = ReplyHeader {
+            status: error.code(),
+            reserved: 0,
+        };
+        Reply {
+            bytes: heapless::Vec::from_slice(header.as_bytes()).unwrap_or_default(),
+        }
+    }
+
+    fn ok(body: &[u8]) -> Reply {
+        let mut bytes: heapless::Vec<u8, 64> =
+            heapless::Vec::from_slice(ReplyHeader::default().as_bytes()).unwrap_or_default();
+        if bytes.extend_from_slice(body).is_err() {
+            return Reply::error(IommuError::MalformedMessage);
+        }
+        Reply { bytes }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M, A> {
+    /// Answers operation `operation` with `bytes` from the caller behind `portal_id`.
+    pub fn handle<K: Capabilities>(
+        &mut self,
+        kernel: &mut K,
+        portal_id: u64,
+        operation: u16,
+        bytes: &[u8],
+    ) -> Reply {
+        let result = Request::decode(u32::from(operation), bytes)
+            .and_then(|request| self.serve(kernel, portal_id, request));
+        result.unwrap_or_else(Reply::error)
+    }
+
+    fn owner_of_domain(&self, domain: u32) -> Result<ClientId, IommuError> {
+        self.domain_owners
+            .iter()
+            .find(|(handle, _)| *handle == domain)
+            .map(|(_, owner)| *owner)
+            .ok_or(IommuError::UnknownDomain)
+    }
+
+    fn serve<K: Capabilities>(
+        &mut self,
+        kernel: &mut K,
+        portal_id: u64,
+        request: Request,
+    ) -> Result<Reply, IommuError> {
+        let client = ClientId(u32::try_from(portal_id).map_err(|_| IommuError::NotOwner)?);
+        let caller = self.policy.classify(portal_id);
+        match request {
+            Request::CreateDomain => {
+                if self.domain_owners.is_full() {
+                    return Err(IommuError::DomainLimitReached);
+                }
+                let domain =
+                    self.manager
+                        .create_domain(&mut self.memory, &mut self.frames, client)?;
+                let _ = self.domain_owners.push((domain, client));
+                let address_width = 9 * u32::from(self.manager.levels().count()) + 12;
+                let reply = CreateDomainReply {
+                    domain,
+                    address_width,
+                };
+                Ok(Reply::ok(reply.as_bytes()))
+            }
+            Request::DestroyDomain { domain } => {
+                self.manager.destroy_domain(
+                    &mut self.unit,
+                    &mut self.memory,
+                    &mut self.frames,
+                    client,
+                    domain,
+                )?;
+                self.domain_owners.retain(|(handle, _)| *handle != domain);
+                Ok(Reply::ok(&[]))
+            }
+            Request::DelegateMemory { rights } => self.delegate(kernel, client, rights),
+            Request::Map(arguments) => self.map(client, &arguments),
+            Request::Unmap { domain, iova, size } => {
+                self.manager.unmap(
+                    &mut self.unit,
+                    &mut self.memory,
+                    &mut self.frames,
+                    client,
+                    domain,
+                    iova,
+                    size,
+                )?;
+                Ok(Reply::ok(&[]))
+            }
+            Request::AttachDevice(device) => {
+                if caller != Caller::DeviceManager {
+                    return Err(IommuError::NotOwner);
+                }
+                self.attach(&device)
+            }
+            Request::DetachDevice(device) => {
+                if caller != Caller::DeviceManager {
+                    return Err(IommuError::NotOwner);
+                }
+                let owner = self.owner_of_domain(device.domain)?;
+                self.manager
+                    .detach(&mut self.unit, &mut self.memory, owner, &device)?;
+                Ok(Reply::ok(&[]))
+            }
+            Request::AllocateIrte => {
+                let Remapping::Enabled(table) = &mut self.remapping else {
+                    return Err(IommuError::InterruptRemappingUnavailable);
+                };
+                if self.policy.owner_vector(portal_id).is_none() {
+                    return Err(IommuError::NotOwner);
+                }
+                let handle = table.allocate(client.0)?;
+                let reply = IrteReply {
+                    handle,
+                    reserved: 0,
+                };
+                Ok(Reply::ok(reply.as_bytes()))
+            }
+            Request::ProgramIrte { handle, settings } => {
+                let manager = &self.manager;
+                self.policy
+                    .check_irte(portal_id, &settings, |bdf| manager.device_owner(bdf))?;
+                let Remapping::Enabled(table) = &mut self.remapping else {
+                    return Err(IommuError::InterruptRemappingUnavailable);
+                };
+                table.program(
+                    &mut self.unit,
+                    &mut self.memory,
+                    client.0,
+                    handle,
+                    &settings,
+                )?;
+                let message = remappable_msi(handle);
+                let reply = MsiMessageReply {
+                    address_low: message.address as u32,
+                    address_high: (message.address >> 32) as u32,
+                    data: message.data,
+                    reserved: 0,
+                };
+                Ok(Reply::ok(reply.as_bytes()))
+            }
+            Request::FreeIrte { handle } => {
+                let Remapping::Enabled(table) = &mut self.remapping else {
+                    return Err(IommuError::InterruptRemappingUnavailable);
+                };
+                table.free(&mut self.unit, &mut self.memory, client.0, handle)?;
+                Ok(Reply::ok(&[]))
+            }
+            Request::SubscribeFaults { device } => self.subscribe(kernel, client, device),
+            Request::TakeFault => {
+                let report = self.faults.take(client)?;
+                Ok(Reply::ok(report.as_bytes()))
+            }
+        }
+    }
+
+    fn delegate<K: Capabilities>(
+        &mut self,
+        kernel: &mut K,
+        client: ClientId,
+        rights: Rights,
+    ) -> Result<Reply, IommuError> {
+        // DMA_MAP plus the CPU rights matching the device rights (sluice-abi MemoryRights).
+        let memory_rights = (1 << 3)
+            | u64::from(rights.contains(Rights::READ))
+            | (u64::from(rights.contains(Rights::WRITE)) << 1);
+        let selector = kernel
+            .take_received(memory_rights)
+            .ok_or(IommuError::MissingCapability)?;
+        let checked = (|| {
+            let (base, size) = kernel
+                .physical_range(selector)
+                .ok_or(IommuError::MissingCapability)?;
+            if !kernel.allows(selector, rights) {
+                return Err(IommuError::RightsExceeded);
+            }
+            if overlaps_msi_window(base, size) {
+                return Err(IommuError::MsiWindowPhysical);
+            }
+            let delegated = DelegatedMemory {
+                base: HostPhys(base),
+                size,
+                rights,
+            };
+            let handle = self.manager.accept_delegation(client, delegated)?;
+            Ok((handle, size))
+        })();
+        match checked {
+            Ok((memory, size)) => {
+                let reply = DelegateMemoryReply {
+                    memory,
+                    reserved: 0,
+                    size,
+                };
+                Ok(Reply::ok(reply.as_bytes()))
+            }
+            Err(error) => {
+                kernel.drop(selector);
+                Err(error)
+            }
+        }
+    }
+
+    fn map(&mut self, client: ClientId, arguments: &MapArguments) -> Result<Reply, IommuError> {
+        self.manager.map(
+            &mut self.unit,
+            &mut self.memory,
+            &mut self.frames,
+            client,
+            arguments,
+        )?;
+        Ok(Reply::ok(&[]))
+    }
+
+    fn attach(&mut self, device: &DeviceArguments) -> Result<Reply, IommuError> {
+        if device.domain == QUARANTINE {
+            self.manager.quarantine_device(
+                &mut self.unit,
+                &mut self.memory,
+                &mut self.frames,
+                device.device,
+                device.aliases(),
+            )?;
+            return Ok(Reply::ok(&[]));
+        }
+        let owner = self.owner_of_domain(device.domain)?;
+        let remapping = matches!(self.remapping, Remapping::Enabled(_));
+        if !remapping && !self.policy.insecure_no_interrupt_remapping {
+            return Err(IommuError::InterruptRemappingUnavailable);
+        }
+        self.manager.attach(
+            &mut self.unit,
+            &mut self.memory,
+            &mut self.frames,
+            owner,
+            device,
+        )?;
+        Ok(Reply::ok(&[]))
+    }
+
+    fn subscribe<K: Capabilities>(
+        &mut self,
+        kernel: &mut K,
+        client: ClientId,
+        device: Bdf,
+    ) -> Result<Reply, IommuError> {
+        // The notification comes with SIGNAL (sluice-abi NotificationRights bit 0).
+        let notification = kernel
+            .take_received(1)
+            .ok_or(IommuError::MissingCapability)?;
+        let known = self
+            .subscriptions
+            .iter()
+            .any(|(subscriber, _)| *subscriber == client);
+        let result = if !known && self.subscriptions.is_full() {
+            Err(IommuError::SubscriberLimitReached)
+        } else {
+            self.manager.subscribe_faults(client, device)
+        };
+        match result {
+            Ok(()) => {
+                match self
+                    .subscriptions
+                    .iter_mut()
+                    .find(|(subscriber, _)| *subscriber == client)
+                {
+                    Some(entry) => {
+                        kernel.drop(entry.1);
+                        entry.1 = notification;
+                    }
+                    None => {
+                        let _ = self.subscriptions.push((client, notification));
+                    }
+                }
+                Ok(Reply::ok(&[]))
+            }
+            Err(error) => {
+                kernel.drop(notification);
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads and clears every pending fault record: each is logged as the one-line fault
+    /// report, queued for the device's owner (if it subscribed) and its notification
+    /// signalled. Returns how many records were read.
+    pub fn sweep_faults<K: Capabilities>(&mut self, kernel: &mut K) -> u32 {
+        let capability = self.unit.config().capability;
+        let mut records: heapless::Vec<FaultRecord, 16> = heapless::Vec::new();
+        let sweep = read_and_clear_faults(self.unit.registers_mut(), capability, |record| {
+            let _ = records.push(record);
+        });
+        for record in &records {
+            sluice_rt::log!("{record}");
+            if let Some(owner) = self.manager.route_fault(record) {
+                self.faults.push(owner, record.report());
+                if let Some((_, notification)) = self
+                    .subscriptions
+                    .iter()
+                    .find(|(client, _)| *client == owner)
+                {
+                    kernel.signal(*notification);
+                }
+            }
+        }
+        if sweep.overflow {
+            sluice_rt::log!("iommu: fault records overflowed: some faults were lost");
+        }
+        sweep.records
+    }
+}
