@@ -219,6 +219,8 @@ fn serve(buffer: &mut MessageBuffer, mut unit: Option<Unit>) -> ! {
     let mut reply = protocol::success(&[]);
     let mut errors_logged = 0u32;
     loop {
+        // Clients delegate memory and notifications to the inbox, one per request.
+        buffer.set_receive_window(sluice_rt::message::receive_window(wire::INBOX, 1));
         let (portal_id, request) = match buffer.reply_and_wait(&reply) {
             Ok(received) => received,
             Err(status) => {
@@ -232,7 +234,10 @@ fn serve(buffer: &mut MessageBuffer, mut unit: Option<Unit>) -> ! {
         };
         if portal_id == WATCHER_ID {
             if let Some(unit) = unit.as_mut() {
-                unit.sweep_faults(&mut kernel);
+                let records = unit.sweep_faults(&mut kernel);
+                sluice_rt::log!(
+                    "iommu-server: fault event interrupt: {records} fault record(s) read and cleared"
+                );
             }
             reply = protocol::success(&[]);
             continue;
