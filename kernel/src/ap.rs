@@ -83,6 +83,22 @@ unsafe extern "C" {
 }
 
 static READY: AtomicUsize = AtomicUsize::new(0);
+
+/// Each application processor's own stack for its start-up and idle loop. It must not be the
+/// CPU's trap stack (`percpu::stack_top`): leaving for ring 3 writes the thread's frame at the
+/// top of that stack, which would overwrite the idle loop's own frame.
+const IDLE_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct IdleStack([u8; IDLE_STACK_SIZE]);
+
+static mut IDLE_STACKS: [IdleStack; MAX_CPUS] =
+    [const { IdleStack([0; IDLE_STACK_SIZE]) }; MAX_CPUS];
+
+fn idle_stack_top(index: usize) -> u64 {
+    // SAFETY: only the address is taken.
+    unsafe { (&raw const IDLE_STACKS[index % MAX_CPUS]) as u64 + IDLE_STACK_SIZE as u64 }
+}
 static RELEASED: AtomicBool = AtomicBool::new(false);
 
 /// Offset of the trampoline's parameters (CR3, stack, entry, index: four quads).
@@ -114,7 +130,7 @@ pub fn start_application_processors(apic_ids: &[u32], boot_apic_id: u32) -> u32 
         // after the SIPI below.
         unsafe {
             parameters.write_volatile(crate::paging::kernel_pml4());
-            parameters.add(1).write_volatile(percpu::stack_top(index));
+            parameters.add(1).write_volatile(idle_stack_top(index));
             parameters
                 .add(2)
                 .write_volatile(ap_main as *const () as u64);

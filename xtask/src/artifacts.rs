@@ -16,7 +16,41 @@ pub const USER_PROGRAMS: &[&str] = &[
     "vmm-server",
     "misbehave",
     "bench",
+    "dma-test",
 ];
+
+/// The built-in test guest (its own workspace: `userland/guests/probe`), shipped as the boot
+/// module of this name; the vmm-server loads it into guests whose kernel is `builtin:probe` or
+/// `builtin:hello`.
+pub const GUEST_PROBE: &str = "guest-probe";
+
+/// Builds the built-in test guest in its own directory (its own workspace and configuration).
+fn build_guest_probe(verbose: bool) -> Result<PathBuf, String> {
+    let directory = workspace_root().join("userland/guests/probe");
+    let target = target_dir().join("guests");
+    let mut command = cargo();
+    command
+        .current_dir(&directory)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--bin",
+            GUEST_PROBE,
+        ]);
+    if !verbose {
+        command.arg("--quiet");
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the built-in guest failed ({status})"));
+    }
+    Ok(target.join(TARGET).join("release").join(GUEST_PROBE))
+}
 
 /// Paths of the built binaries.
 pub struct Artifacts {
@@ -78,13 +112,16 @@ pub fn build(verbose: bool) -> Result<Artifacts, String> {
         return Err(format!("cargo build for {TARGET} failed ({status})"));
     }
     let out = target_dir().join(TARGET).join("release");
-    let artifacts = Artifacts {
+    let mut artifacts = Artifacts {
         kernel: out.join("kernel"),
         programs: USER_PROGRAMS
             .iter()
             .map(|p| (p.to_string(), out.join(p)))
             .collect(),
     };
+    artifacts
+        .programs
+        .push((GUEST_PROBE.to_string(), build_guest_probe(verbose)?));
     for path in std::iter::once(&artifacts.kernel).chain(artifacts.programs.iter().map(|(_, p)| p))
     {
         if !path.is_file() {

@@ -101,14 +101,26 @@ fn lint(tally: &mut Tally) {
     step(tally, "lint: clippy (x86_64-unknown-none)", &mut bare);
 }
 
-/// Runs `cargo test --workspace` and adds its counts (a build failure counts as one failure).
+/// Runs `cargo test --workspace`, then the built-in guest's tests (its own workspace), and adds
+/// their counts (a build failure counts as one failure).
 fn host_tests(tally: &mut Tally) {
     println!("xtask: host unit tests: cargo test --workspace");
     let output = cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .output();
+    count_tests(tally, output, "host unit tests");
+    println!("xtask: built-in guest tests: cargo test in userland/guests/probe");
+    let mut guest = cargo();
+    guest
+        .current_dir(artifacts::workspace_root().join("userland/guests/probe"))
+        .env("CARGO_TARGET_DIR", artifacts::target_dir().join("guests"))
+        .args(["test", "--no-fail-fast"]);
+    count_tests(tally, guest.output(), "built-in guest tests");
+}
+
+fn count_tests(tally: &mut Tally, output: std::io::Result<std::process::Output>, what: &str) {
     let Ok(output) = output else {
-        tally.record("host unit tests", false, "cannot run cargo test");
+        tally.record(what, false, "cannot run cargo test");
         return;
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -124,7 +136,7 @@ fn host_tests(tally: &mut Tally) {
             tally.failures.push(line.to_string());
         }
     }
-    println!("xtask: host unit tests: {passed} passed, {failed} failed");
+    println!("xtask: {what}: {passed} passed, {failed} failed");
     tally.passed += passed;
     tally.failed += failed;
     if !output.status.success() && failed == 0 {

@@ -5,7 +5,7 @@
 //! the same CPU (the fast path: no ready queue involved). A call to a busy handler blocks the
 //! caller with its message in place; the handler takes it at its next `reply_and_wait`.
 
-use super::threads::RunState;
+use super::threads::{self, RunState};
 use super::{Kernel, Next, OBJECTS};
 use crate::trap::TrapFrame;
 use kernel_objects::ObjectId;
@@ -133,13 +133,10 @@ pub fn call(
         }
         RunState::Faulted | RunState::Free => Err(Status::Aborted),
         _ => {
-            kernel.call_stamp += 1;
-            kernel.blocked_calls += 1;
-            let since = kernel.call_stamp;
+            threads::enqueue_caller(&mut kernel.threads, handler, current);
             kernel.threads[current as usize].state = RunState::BlockedCall {
                 handler,
                 portal_id: target.portal_id,
-                since,
             };
             Ok(Next::Reschedule)
         }
@@ -182,48 +179,37 @@ pub fn reply_and_wait(
             replied = Some(caller);
         }
     }
-    // Take the oldest blocked caller, if any. The scan runs only while some thread may be
-    // blocked in a call (the count may be high, never low; the scan makes it exact again).
-    let mut waiting: Option<(u64, u32, u64)> = None;
-    if kernel.blocked_calls > 0 {
-        let mut blocked = 0;
-        for index in 0..OBJECTS as u32 {
-            if let RunState::BlockedCall {
-                handler,
-                portal_id,
-                since,
-            } = kernel.threads[index as usize].state
-            {
-                blocked += 1;
-                if handler == current && waiting.is_none_or(|(oldest, _, _)| since < oldest) {
-                    waiting = Some((since, index, portal_id));
-                }
-            }
-        }
-        kernel.blocked_calls = blocked - usize::from(waiting.is_some());
-    }
-    if let Some(caller) = replied {
-        if waiting.is_some() || kernel.threads[caller as usize].cpu != cpu {
-            kernel.make_ready(caller);
-            replied = None;
-        }
-    }
-    if let Some((_, caller, portal_id)) = waiting {
+    // Take the oldest blocked caller whose message can be delivered (a bad message fails that
+    // caller's call and the next one is tried).
+    let mut taken = None;
+    while let Some(caller) = threads::dequeue_caller(&mut kernel.threads, current) {
+        let RunState::BlockedCall { portal_id, .. } = kernel.threads[caller as usize].state else {
+            continue;
+        };
         match deliver(kernel, caller, current) {
             Ok(()) => {
-                kernel.threads[caller as usize].state = RunState::BlockedReply { handler: current };
-                // `current` keeps running: its results go into its live registers.
-                kernel.threads[current as usize].reply_to = Some(caller);
-                frame.rax = Status::Success.as_raw();
-                frame.rdi = portal_id;
-                return Ok(Next::Current);
+                taken = Some((caller, portal_id));
+                break;
             }
             Err(error) => {
-                // The caller's message is bad: fail its call, keep waiting.
                 set_status(kernel, caller, error);
                 kernel.make_ready(caller);
             }
         }
+    }
+    if let Some(caller) = replied {
+        if taken.is_some() || kernel.threads[caller as usize].cpu != cpu {
+            kernel.make_ready(caller);
+            replied = None;
+        }
+    }
+    if let Some((caller, portal_id)) = taken {
+        kernel.threads[caller as usize].state = RunState::BlockedReply { handler: current };
+        // `current` keeps running: its results go into its live registers.
+        kernel.threads[current as usize].reply_to = Some(caller);
+        frame.rax = Status::Success.as_raw();
+        frame.rdi = portal_id;
+        return Ok(Next::Current);
     }
     kernel.threads[current as usize].state = RunState::BlockedReceive;
     Ok(match replied {
@@ -241,6 +227,9 @@ pub fn abort_partners(kernel: &mut Kernel, index: u32) {
             kernel.make_ready(caller);
         }
     }
+    // Its queue of blocked callers empties: each gets `Aborted` below.
+    while threads::dequeue_caller(&mut kernel.threads, index).is_some() {}
+    threads::unqueue_caller(&mut kernel.threads, index);
     for other in 0..OBJECTS as u32 {
         let waiting_on_it = match kernel.threads[other as usize].state {
             RunState::BlockedCall { handler, .. } | RunState::BlockedReply { handler } => {

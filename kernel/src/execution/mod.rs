@@ -72,10 +72,6 @@ pub struct Kernel {
     pub ram: heapless::Vec<(u64, u64), 32>,
     /// Per CPU: the domain whose CR3 is loaded and the flush generation seen.
     loaded: [(Option<ObjectId>, u64); MAX_CPUS],
-    /// Calls delivered in order: a stamp for FIFO order among blocked callers.
-    pub call_stamp: u64,
-    /// Threads that may be blocked in `call` (never lower than the truth).
-    pub blocked_calls: usize,
 }
 
 static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
@@ -88,21 +84,13 @@ static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
     ticks: 0,
     ram: heapless::Vec::new(),
     loaded: [(None, 0); MAX_CPUS],
-    call_stamp: 0,
-    blocked_calls: 0,
 });
-
-/// A `vcpu_run` to perform once the kernel lock is released: the vCPU and the reply words.
-pub struct VcpuRequest {
-    pub vcpu: u32,
-    pub words: [u64; 64],
-    pub count: usize,
-}
 
 /// What a handler wants after it ran.
 pub enum Next {
-    /// Run a vCPU for the current thread (without the kernel lock), then return to it.
-    RunVcpu(VcpuRequest),
+    /// Run this vCPU (object index) for the current thread without the kernel lock, with the
+    /// reply in the thread's UTCB, then return to the thread with the exit message.
+    RunVcpu(u32),
     /// Return to the current thread (its frame may have been changed).
     Current,
     /// The current thread stopped or blocked: run something else.
@@ -215,19 +203,26 @@ fn from_user(
     // Handlers write the current thread's results into `frame` (its live registers) and other
     // threads' into their saved frames; `leave` saves and loads frames only on a switch.
     let mut next = handler(&mut kernel, cpu, current, frame);
-    if let Next::RunVcpu(request) = next {
+    if let Next::RunVcpu(vcpu) = next {
+        let mut reply = [0u64; 64];
+        let count = ipc::read_message_words(&kernel, current, &mut reply);
         drop(kernel);
         let mut exit = [0u64; 64];
         let result =
-            crate::virtualization::run(request.vcpu, &request.words[..request.count], &mut exit);
+            count.and_then(|count| crate::virtualization::run(vcpu, &reply[..count], &mut exit));
         kernel = KERNEL.lock();
-        next = match result
-            .and_then(|count| ipc::write_message_words(&kernel, current, &exit[..count]))
-        {
-            Ok(()) => {
+        let preempted = sluice_abi::vcpu::ExitReason::Preempted.code();
+        next = match result.and_then(|count| {
+            ipc::write_message_words(&kernel, current, &exit[..count]).map(|()| count)
+        }) {
+            Ok(count) => {
                 frame.rax = sluice_abi::syscall::Status::Success.as_raw();
                 // A preemption exit also gives the CPU to other ready threads.
-                Next::Reschedule
+                if count > 0 && exit[0] & 0xffff_ffff == u64::from(preempted) {
+                    Next::Reschedule
+                } else {
+                    Next::Current
+                }
             }
             Err(status) => {
                 frame.rax = status.as_raw();

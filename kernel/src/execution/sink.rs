@@ -33,6 +33,22 @@ pub struct RestSink<'a> {
     scheduler: &'a mut super::scheduler::Scheduler,
 }
 
+impl RestSink<'_> {
+    /// Takes a stopping thread out of every queue: the ready queue, the queue of the handler it
+    /// is calling, and fails the calls queued on it (`Aborted`).
+    fn stop(&mut self, index: u32) {
+        let threads = &mut self.threads[..];
+        self.scheduler.remove(threads, index);
+        super::threads::unqueue_caller(threads, index);
+        while let Some(caller) = super::threads::dequeue_caller(threads, index) {
+            if matches!(threads[caller as usize].state, RunState::BlockedCall { .. }) {
+                threads[caller as usize].frame.rax = sluice_abi::syscall::Status::Aborted.as_raw();
+                self.scheduler.enqueue(threads, caller);
+            }
+        }
+    }
+}
+
 impl TeardownSink for RestSink<'_> {
     fn mapping_removed(&mut self, mapping: &Mapping) {
         if let MappingKind::Guest { base, length, .. } = mapping.kind {
@@ -60,7 +76,7 @@ impl TeardownSink for RestSink<'_> {
             if thread.domain == Some(domain)
                 && !matches!(thread.state, RunState::Free | RunState::Faulted)
             {
-                self.scheduler.remove(&mut self.threads[..], index as u32);
+                self.stop(index as u32);
                 self.threads[index].state = RunState::Suspended;
             }
         }
@@ -70,7 +86,7 @@ impl TeardownSink for RestSink<'_> {
         match object {
             Object::Thread(_) => {
                 let index = id.index as usize % OBJECTS;
-                self.scheduler.remove(&mut self.threads[..], index as u32);
+                self.stop(index as u32);
                 self.threads[index] = super::threads::ThreadContext::EMPTY;
             }
             Object::ProtectionDomain(_) => {

@@ -380,13 +380,7 @@ fn execute(
         }
         DecodedSyscall::VcpuRun { vcpu } => {
             let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
-            let mut request = super::VcpuRequest {
-                vcpu: vcpu.index,
-                words: [0; 64],
-                count: 0,
-            };
-            request.count = ipc::read_message_words(kernel, current, &mut request.words)?;
-            Ok(Outcome::Continue(Next::RunVcpu(request)))
+            Ok(Outcome::Continue(Next::RunVcpu(vcpu.index)))
         }
     }
 }

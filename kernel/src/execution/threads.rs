@@ -21,11 +21,7 @@ pub enum RunState {
     /// Stopped by an exception; never runs again.
     Faulted,
     /// Called a portal whose handler was not waiting; the message is still in its UTCB.
-    BlockedCall {
-        handler: u32,
-        portal_id: u64,
-        since: u64,
-    },
+    BlockedCall { handler: u32, portal_id: u64 },
     /// Delivered a call; waits for the handler's reply.
     BlockedReply { handler: u32 },
     /// In `reply_and_wait`, waiting for a call.
@@ -53,6 +49,11 @@ pub struct ThreadContext {
     /// Ready-queue links (thread indices).
     pub previous: Option<u32>,
     pub next: Option<u32>,
+    /// Callers blocked in `call` on this thread, oldest first (a FIFO through `next_caller`).
+    pub callers_head: Option<u32>,
+    pub callers_tail: Option<u32>,
+    /// The next caller in the queue of the handler this thread waits on.
+    pub next_caller: Option<u32>,
 }
 
 impl ThreadContext {
@@ -90,6 +91,9 @@ impl ThreadContext {
         reply_to: None,
         previous: None,
         next: None,
+        callers_head: None,
+        callers_tail: None,
+        next_caller: None,
     };
 
     /// A fresh thread that will enter ring 3 at `rip` with `rsp`, RDI = its UTCB.
@@ -121,5 +125,51 @@ impl ThreadContext {
             utcb,
             ..ThreadContext::EMPTY
         }
+    }
+}
+
+/// Appends `caller` to `handler`'s queue of blocked callers.
+pub fn enqueue_caller(threads: &mut [ThreadContext], handler: u32, caller: u32) {
+    threads[caller as usize].next_caller = None;
+    match threads[handler as usize].callers_tail {
+        Some(tail) => threads[tail as usize].next_caller = Some(caller),
+        None => threads[handler as usize].callers_head = Some(caller),
+    }
+    threads[handler as usize].callers_tail = Some(caller);
+}
+
+/// Takes the oldest caller blocked on `handler`.
+pub fn dequeue_caller(threads: &mut [ThreadContext], handler: u32) -> Option<u32> {
+    let caller = threads[handler as usize].callers_head?;
+    let next = threads[caller as usize].next_caller.take();
+    threads[handler as usize].callers_head = next;
+    if next.is_none() {
+        threads[handler as usize].callers_tail = None;
+    }
+    Some(caller)
+}
+
+/// Takes `caller` out of the queue of the handler it is blocked on (when it stops waiting for
+/// any other reason than being taken by the handler).
+pub fn unqueue_caller(threads: &mut [ThreadContext], caller: u32) {
+    let RunState::BlockedCall { handler, .. } = threads[caller as usize].state else {
+        return;
+    };
+    let mut previous: Option<u32> = None;
+    let mut cursor = threads[handler as usize].callers_head;
+    while let Some(index) = cursor {
+        if index == caller {
+            let next = threads[index as usize].next_caller.take();
+            match previous {
+                Some(before) => threads[before as usize].next_caller = next,
+                None => threads[handler as usize].callers_head = next,
+            }
+            if threads[handler as usize].callers_tail == Some(caller) {
+                threads[handler as usize].callers_tail = previous;
+            }
+            return;
+        }
+        previous = cursor;
+        cursor = threads[index as usize].next_caller;
     }
 }

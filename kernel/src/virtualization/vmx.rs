@@ -460,11 +460,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         from_array(&mut vcpu.saved, &registers);
         let basic = (read(VmcsField::ExitReason) & 0xffff) as u16;
         match basic {
-            EXIT_PREEMPTION_TIMER => {
-                if !take_reschedule(cpu) {
-                    continue;
-                }
-            }
+            EXIT_PREEMPTION_TIMER if !take_reschedule(cpu) => continue,
             exit_reason::EXTERNAL_INTERRUPT => {
                 let information = read(VmcsField::ExitInterruptionInfo);
                 dispatch_interrupt((information & 0xff) as u8);

@@ -15,13 +15,23 @@ use crate::layout::{page_round_up, SYSDESC_WINDOW};
 pub const SYSDESC_MODULE: &str = "sysdesc";
 
 /// What init keeps from the description after reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemFacts {
     /// Number of guests.
     pub guests: usize,
     /// The lowest host CPU the first guest owns (its vmm-server runs there).
     pub first_guest_cpu: Option<u16>,
+    /// Guests that run in a VM (built-in test guests): (index, memory bytes, lowest CPU).
+    pub vm_guests: heapless::Vec<(u64, u64, u16), MAX_VM_GUESTS>,
+    /// Guests run by the built-in DMA test driver: (guest index, host BDF of its first
+    /// device, if it has one).
+    pub dma_tests: heapless::Vec<(u16, Option<u16>), MAX_VM_GUESTS>,
+    /// The manifest allows passthrough without interrupt remapping.
+    pub insecure_no_interrupt_remapping: bool,
 }
+
+/// Most VM guests init starts a vmm-server for.
+pub const MAX_VM_GUESTS: usize = 8;
 
 /// A CPU mask written as a list: `[0, 2]`.
 pub struct CpuList(pub u64);
@@ -107,7 +117,45 @@ pub fn read<K: Kernel>(kernel: &mut K, boot: &BootInfo) -> Result<SystemFacts, I
                 guest.vcpus
             );
         }
+        let vm_guests = description
+            .guests()
+            .enumerate()
+            .filter(|(_, guest)| {
+                matches!(
+                    guest.kernel,
+                    sluice_sysdesc::Kernel::Builtin(
+                        sluice_sysdesc::BuiltinGuest::Probe | sluice_sysdesc::BuiltinGuest::Hello
+                    )
+                )
+            })
+            .map(|(index, guest)| {
+                let cpu = (guest.cpu_mask.trailing_zeros() as u16).min(63);
+                (index as u64, guest.memory_bytes, cpu)
+            })
+            .take(MAX_VM_GUESTS)
+            .collect();
+        let dma_tests = description
+            .guests()
+            .enumerate()
+            .filter(|(_, guest)| {
+                guest.kernel
+                    == sluice_sysdesc::Kernel::Builtin(sluice_sysdesc::BuiltinGuest::DmaTest)
+            })
+            .filter_map(|(index, _)| {
+                let device = description
+                    .devices_of(index)
+                    .next()
+                    .map(|device| device.host_bdf.get());
+                Some((u16::try_from(index).ok()?, device))
+            })
+            .take(MAX_VM_GUESTS)
+            .collect();
+        let insecure_no_interrupt_remapping =
+            description.flags() & sluice_sysdesc::FLAG_INSECURE_NO_IRQ_REMAP != 0;
         SystemFacts {
+            dma_tests,
+            insecure_no_interrupt_remapping,
+            vm_guests,
             guests: description.guest_count(),
             first_guest_cpu: description
                 .guest(0)

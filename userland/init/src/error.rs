@@ -25,6 +25,9 @@ pub enum Action {
     CreatePortal { portal_id: u64 },
     Delegate { destination: u32 },
     CarveDevice { address: u64 },
+    CarveRam { size: u64 },
+    CreateNotification,
+    BindInterrupt { line: u32 },
     UnmapModule,
     StartThread,
 }
@@ -36,6 +39,7 @@ impl fmt::Display for Action {
             Self::CreateDomain => write!(formatter, "create its domain"),
             Self::CarveSegment { index } => write!(formatter, "carve RAM for segment {index}"),
             Self::MapScratch => write!(formatter, "map scratch memory"),
+            Self::CarveRam { size } => write!(formatter, "carve {} KiB of RAM for it", size / 1024),
             Self::UnmapScratch => write!(formatter, "unmap scratch memory"),
             Self::MapSegment { index, address } => {
                 write!(formatter, "map segment {index} at {address:#x}")
@@ -51,6 +55,8 @@ impl fmt::Display for Action {
             Self::CarveDevice { address } => {
                 write!(formatter, "carve device memory at {address:#x}")
             }
+            Self::CreateNotification => write!(formatter, "create a notification for it"),
+            Self::BindInterrupt { line } => write!(formatter, "bind interrupt line {line}"),
             Self::UnmapModule => write!(formatter, "unmap its module"),
             Self::StartThread => write!(formatter, "start its thread"),
         }
@@ -91,6 +97,8 @@ pub enum InitError {
     Service(Status),
     /// A thread faulted when no misbehaving program was expected to.
     UnexpectedFault { bits: u64 },
+    /// At least one guest failed (its vmm-server reported a non-zero status).
+    GuestsFailed { failed: u64 },
     /// The misbehaving program reported other errors than the kernel must give.
     MisbehaveReport { empty_slot: u64, wrong_type: u64 },
 }
@@ -110,6 +118,7 @@ impl InitError {
             Self::Service(_) => 10,
             Self::UnexpectedFault { .. } => 11,
             Self::MisbehaveReport { .. } => 12,
+            Self::GuestsFailed { .. } => 13,
         }
     }
 }
@@ -125,6 +134,7 @@ impl fmt::Display for InitError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadBootInfo => write!(formatter, "boot information page has no valid magic"),
+            Self::GuestsFailed { failed } => write!(formatter, "{failed} guest(s) failed"),
             Self::ModuleMissing { module } => write!(formatter, "boot module {module} missing"),
             Self::Sysdesc(error) => write!(formatter, "system description: {error}"),
             Self::Elf { program, error } => write!(formatter, "{program}: {error}"),

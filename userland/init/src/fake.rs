@@ -38,6 +38,12 @@ pub enum Object {
         base: u64,
         size: u64,
     },
+    /// Every interrupt line (`line` = None), or one line bound to a notification bit.
+    Interrupt {
+        line: Option<u32>,
+        notification: Option<usize>,
+        bit: u8,
+    },
 }
 
 /// A capability: an object index and rights.
@@ -143,6 +149,18 @@ impl FakeKernel {
             FAULT_NOTIFICATION,
             2,
             NotificationRights::all().bits(),
+        );
+        let interrupts = fake.objects.len();
+        fake.objects.push(Object::Interrupt {
+            line: None,
+            notification: None,
+            bit: 0,
+        });
+        fake.put(
+            INIT_DOMAIN,
+            sluice_abi::boot::selector::INTERRUPTS,
+            interrupts,
+            sluice_abi::syscall::InterruptRights::all().bits(),
         );
         for capability in boot.listed() {
             let object = fake.objects.len();
@@ -446,6 +464,58 @@ impl Kernel for FakeKernel {
             )
         });
         self.record(Syscall::CreatePortal, arguments, result)
+    }
+
+    fn create_notification(&mut self, destination: Selector) -> Result<(), Status> {
+        let arguments = [u64::from(destination.0), 0, 0, 0, 0, 0];
+        let result = self.enter(Syscall::CreateNotification).and_then(|()| {
+            self.create(
+                destination,
+                Object::Notification,
+                NotificationRights::all().bits(),
+            )
+        });
+        self.record(Syscall::CreateNotification, arguments, result)
+    }
+
+    fn create_interrupt(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        line: u32,
+        notification: Selector,
+        bit: u8,
+    ) -> Result<(), Status> {
+        let arguments = [
+            u64::from(source.0),
+            u64::from(destination.0),
+            u64::from(line),
+            u64::from(notification.0),
+            u64::from(bit),
+            0,
+        ];
+        let result = self.enter(Syscall::CreateInterrupt).and_then(|()| {
+            let range = self.typed(source, |o| {
+                matches!(o, Object::Interrupt { line: None, .. })
+            })?;
+            let target = self.typed(notification, |o| matches!(o, Object::Notification))?;
+            if bit >= 64 {
+                return Err(Status::InvalidArgument);
+            }
+            let busy = self.objects.iter().any(
+                |o| matches!(o, Object::Interrupt { line: Some(bound), .. } if *bound == line),
+            );
+            if busy {
+                return Err(Status::Busy);
+            }
+            let object = Object::Interrupt {
+                line: Some(line),
+                notification: Some(target.object),
+                bit,
+            };
+            self.create(destination, object, range.rights)
+        });
+        self.record(Syscall::CreateInterrupt, arguments, result)
     }
 
     fn create_memory(

@@ -41,6 +41,17 @@ pub trait Kernel {
         destination: Selector,
         portal_id: u64,
     ) -> Result<(), Status>;
+    /// `create_notification`.
+    fn create_notification(&mut self, destination: Selector) -> Result<(), Status>;
+    /// `create_interrupt`: bind `line` of `source` to `bit` of `notification`.
+    fn create_interrupt(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        line: u32,
+        notification: Selector,
+        bit: u8,
+    ) -> Result<(), Status>;
     /// `create_memory`.
     fn create_memory(
         &mut self,

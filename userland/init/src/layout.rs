@@ -27,6 +27,22 @@ pub const CHILD_UTCB: u64 = 0x7f00_0000_1000;
 pub const CHILD_STACK_TOP: u64 = 0x7f00_0010_0000;
 /// A child's stack size; the page below it stays unmapped (a guard).
 pub const CHILD_STACK_SIZE: u64 = 16 * 1024;
+/// A server's stack size: the pci-server's inventory and the iommu-server's domain tables are
+/// values of a few hundred KiB built on the stack.
+pub const SERVER_STACK_SIZE: u64 = 1024 * 1024;
+/// The top of a stack larger than [`CHILD_STACK_SIZE`]: far below the UTCB, far above the
+/// image (the page below the stack stays unmapped too).
+pub const LARGE_STACK_TOP: u64 = 0x7e00_0000_0000;
+
+/// Where a child's stack of `stack_size` bytes ends: [`CHILD_STACK_TOP`] when it fits between
+/// the UTCB page and that top, else [`LARGE_STACK_TOP`].
+pub const fn stack_top(stack_size: u64) -> u64 {
+    if stack_size <= CHILD_STACK_SIZE {
+        CHILD_STACK_TOP
+    } else {
+        LARGE_STACK_TOP
+    }
+}
 
 /// The page size (Intel SDM Vol. 3A 4.5, 4-KByte pages).
 pub const PAGE: u64 = sluice_abi::syscall::PAGE_SIZE;

@@ -75,23 +75,44 @@ fn boot_system<K: Kernel>(
     let facts = description::read(kernel, boot)?;
     let misbehave = boot.has_flag(MISBEHAVE_FLAG);
     watcher::start(kernel, &mut resources, watcher_entry)?;
-    let iommu = loader::load(kernel, boot, &mut resources, &programs::iommu_server(boot))?;
+    let iommu = loader::load(
+        kernel,
+        boot,
+        &mut resources,
+        &programs::iommu_server(boot, facts.insecure_no_interrupt_remapping),
+    )?;
     let pci = loader::load(
         kernel,
         boot,
         &mut resources,
         &programs::pci_server(boot, iommu.thread),
     )?;
-    let vmm_cpu = facts
-        .first_guest_cpu
-        .filter(|cpu| u32::from(*cpu) < boot.cpus)
-        .unwrap_or(0);
-    loader::load(
-        kernel,
-        boot,
-        &mut resources,
-        &programs::vmm_server(0, vmm_cpu, pci.thread),
-    )?;
+    let mut servers: heapless::Vec<(u64, &'static str, bool), { service::MAX_SERVERS }> =
+        heapless::Vec::new();
+    let _ = servers.push((programs::number::IOMMU_SERVER, "iommu-server", false));
+    let _ = servers.push((programs::number::PCI_SERVER, "pci-server", false));
+    let mut guests: heapless::Vec<(u64, u64, bool, u64), { service::MAX_SERVERS }> =
+        heapless::Vec::new();
+    let cpu_or_zero = |cpu: u16| if u32::from(cpu) < boot.cpus { cpu } else { 0 };
+    if facts.vm_guests.is_empty() {
+        let cpu = cpu_or_zero(facts.first_guest_cpu.unwrap_or(0));
+        let spec = programs::vmm_server(0, u64::MAX, cpu, pci.thread, 0);
+        loader::load(kernel, boot, &mut resources, &spec)?;
+        let _ = servers.push((spec.number, "vmm-server", false));
+    }
+    for (order, &(guest, memory, cpu)) in facts.vm_guests.iter().enumerate() {
+        let spec = programs::vmm_server(order, guest, cpu_or_zero(cpu), pci.thread, memory);
+        loader::load(kernel, boot, &mut resources, &spec)?;
+        let _ = servers.push((spec.number, "vmm-server", false));
+        let _ = guests.push((spec.number, guest, false, 0));
+    }
+    // The DMA test drivers report their checks as their guest's end (status 0 = all passed).
+    for &(guest, device) in facts.dma_tests.iter() {
+        let device = device.unwrap_or(u16::MAX);
+        let spec = programs::dma_test(boot, guest, device, iommu.thread, pci.thread);
+        loader::load(kernel, boot, &mut resources, &spec)?;
+        let _ = guests.push((spec.number, u64::from(guest), false, 0));
+    }
     if boot.has_flag(BENCH_FLAG) {
         let server = loader::load(kernel, boot, &mut resources, &programs::bench(1, None))?;
         loader::load(
@@ -101,7 +122,12 @@ fn boot_system<K: Kernel>(
             &programs::bench(2, Some(server.thread)),
         )?;
     }
-    serve(kernel, boot, &mut resources, misbehave)
+    serve(
+        kernel,
+        boot,
+        &mut resources,
+        Service::with(misbehave, servers, guests),
+    )
 }
 
 /// The service loop: answers every request and acts on what the [`Service`] says next.
@@ -109,9 +135,9 @@ fn serve<K: Kernel>(
     kernel: &mut K,
     boot: &BootInfo,
     resources: &mut Resources,
-    misbehave: bool,
+    mut service: Service,
 ) -> Result<(), InitError> {
-    let mut service = Service::new(misbehave);
+    let misbehave = boot.has_flag(MISBEHAVE_FLAG);
     // The first reply_and_wait has no caller to answer; its reply is ignored.
     let mut reply = protocol::success(&[]);
     loop {
@@ -132,6 +158,15 @@ fn serve<K: Kernel>(
                     );
                 }
                 log!("init: RAM carved: {} KiB", resources.ram_used() / 1024);
+                let (done, failed) = service.guests_done();
+                if done > 0 {
+                    log!("init: guests: {} passed, {failed} failed", done - failed);
+                }
+                if failed > 0 {
+                    return Err(InitError::GuestsFailed {
+                        failed: failed as u64,
+                    });
+                }
                 return Ok(());
             }
             Next::Failed(error) => return Err(error),

@@ -8,10 +8,11 @@
 //! tried for that program.
 
 use kernel_core::elf::{Executable, Segment};
-use sluice_abi::boot::selector::{SELF_DOMAIN, SELF_THREAD};
-use sluice_abi::boot::BootInfo;
+use sluice_abi::boot::selector::{INTERRUPTS, SELF_DOMAIN, SELF_THREAD};
+use sluice_abi::boot::{BootCapabilityKind, BootInfo};
 use sluice_abi::syscall::{
-    MemoryRights, PortalRights, ProtectionDomainRights, Selector, Status, ThreadRights,
+    InterruptRights, MemoryRights, NotificationRights, PortalRights, ProtectionDomainRights,
+    Selector, Status, ThreadRights,
 };
 use sluice_rt::start::ArgumentBlock;
 use sluice_rt::types::{DomainName, ThreadStart};
@@ -19,8 +20,7 @@ use sluice_rt::types::{DomainName, ThreadStart};
 use crate::error::{Action, InitError};
 use crate::kernel::Kernel;
 use crate::layout::{
-    page_round_up, CHILD_IMAGE_RANGE, CHILD_STACK_SIZE, CHILD_STACK_TOP, CHILD_UTCB, MODULE_WINDOW,
-    PAGE, SCRATCH_WINDOW,
+    page_round_up, stack_top, CHILD_IMAGE_RANGE, CHILD_UTCB, MODULE_WINDOW, PAGE, SCRATCH_WINDOW,
 };
 use crate::programs::{GrantKind, ProgramSpec};
 use crate::resources::Resources;
@@ -138,9 +138,14 @@ impl<K: Kernel> Loader<'_, K> {
         spec: &ProgramSpec,
     ) -> Result<u64, InitError> {
         let program = self.program;
-        let block = ArgumentBlock::new(CHILD_STACK_TOP, &spec.arguments)
+        let stack_size = spec.stack_size;
+        let top = stack_top(stack_size);
+        let block = ArgumentBlock::new(top, &spec.arguments)
             .map_err(|_| InitError::Arguments { program })?;
-        let size = CHILD_STACK_SIZE + PAGE;
+        if stack_size == 0 || !stack_size.is_multiple_of(PAGE) || stack_size >= top {
+            return Err(InitError::Arguments { program });
+        }
+        let size = stack_size + PAGE;
         let memory =
             self.resources
                 .carve_ram(self.kernel, program, size, Action::CarveThreadMemory)?;
@@ -152,7 +157,7 @@ impl<K: Kernel> Loader<'_, K> {
             Action::MapScratch,
         )?;
         self.kernel.zero_own(SCRATCH_WINDOW, size)?;
-        let stack_base = CHILD_STACK_TOP - CHILD_STACK_SIZE;
+        let stack_base = top - stack_size;
         let block_offset = block.stack_pointer() - stack_base;
         self.kernel
             .write_own(SCRATCH_WINDOW + block_offset, block.bytes())?;
@@ -163,7 +168,7 @@ impl<K: Kernel> Loader<'_, K> {
         self.map(
             memory,
             domain,
-            (stack_base, 0, CHILD_STACK_SIZE),
+            (stack_base, 0, stack_size),
             READ_WRITE,
             action,
         )?;
@@ -173,7 +178,7 @@ impl<K: Kernel> Loader<'_, K> {
         self.map(
             memory,
             domain,
-            (CHILD_UTCB, CHILD_STACK_SIZE, PAGE),
+            (CHILD_UTCB, stack_size, PAGE),
             READ_WRITE,
             action,
         )?;
@@ -191,6 +196,45 @@ impl<K: Kernel> Loader<'_, K> {
         self.kernel
             .delegate(source, domain, Selector(destination), rights)
             .map_err(refused)
+    }
+
+    /// RAM of `size` bytes, zeroed, or filled with `fill` repeated when it is not zero.
+    fn filled_ram(&mut self, size: u64, fill: u64) -> Result<Selector, InitError> {
+        let action = Action::CarveRam { size };
+        let memory = self
+            .resources
+            .carve_ram(self.kernel, self.program, size, action)?;
+        self.map(
+            memory,
+            OWN,
+            (SCRATCH_WINDOW, 0, size),
+            READ_WRITE,
+            Action::MapScratch,
+        )?;
+        self.kernel.zero_own(SCRATCH_WINDOW, size)?;
+        if fill != 0 {
+            let pattern = fill.to_le_bytes();
+            for offset in (0..size).step_by(pattern.len()) {
+                self.kernel.write_own(SCRATCH_WINDOW + offset, &pattern)?;
+            }
+        }
+        self.unmap_scratch(size)?;
+        Ok(memory)
+    }
+
+    /// A new notification with interrupt `line` bound to its bit 0.
+    fn bind_interrupt(&mut self, line: u32) -> Result<(Selector, Selector), InitError> {
+        let notification = self.resources.selector()?;
+        let refused = self.refused(Action::CreateNotification);
+        self.kernel
+            .create_notification(notification)
+            .map_err(refused)?;
+        let bound = self.resources.selector()?;
+        let refused = self.refused(Action::BindInterrupt { line });
+        self.kernel
+            .create_interrupt(Selector(INTERRUPTS), bound, line, notification, 0)
+            .map_err(refused)?;
+        Ok((notification, bound))
     }
 
     fn create_portal(&mut self, handler: Selector, portal_id: u64) -> Result<Selector, InitError> {
@@ -273,6 +317,47 @@ pub fn load<K: Kernel>(
                 let portal = loader.create_portal(handler, spec.number)?;
                 loader.delegate(portal, domain, grant.destination, PortalRights::CALL.bits())?;
             }
+            GrantKind::Ram { size } => {
+                let memory = loader.resources.carve_ram(
+                    loader.kernel,
+                    program,
+                    size,
+                    Action::CarveRam { size },
+                )?;
+                loader.delegate(
+                    memory,
+                    domain,
+                    grant.destination,
+                    MemoryRights::all().bits(),
+                )?;
+            }
+            GrantKind::Module { name } => {
+                if let Some(module) = boot.module(name) {
+                    let read = MemoryRights::READ.bits();
+                    loader.delegate(Selector(module.selector), domain, grant.destination, read)?;
+                }
+            }
+            GrantKind::Firmware { name } => {
+                let table = boot
+                    .listed()
+                    .iter()
+                    .find(|c| c.kind == BootCapabilityKind::Firmware as u32 && c.name() == name);
+                if let Some(table) = table {
+                    let read = MemoryRights::READ.bits();
+                    loader.delegate(Selector(table.selector), domain, grant.destination, read)?;
+                }
+            }
+            GrantKind::Memory { size, rights, fill } => {
+                let memory = loader.filled_ram(size, fill)?;
+                loader.delegate(memory, domain, grant.destination, rights.bits())?;
+            }
+            GrantKind::Interrupt { line, interrupt } => {
+                let (notification, bound) = loader.bind_interrupt(line)?;
+                let wait = NotificationRights::WAIT.bits();
+                loader.delegate(notification, domain, grant.destination, wait)?;
+                let acknowledge = InterruptRights::ACKNOWLEDGE.bits();
+                loader.delegate(bound, domain, interrupt, acknowledge)?;
+            }
             GrantKind::Device {
                 address,
                 size,
@@ -298,7 +383,7 @@ pub fn load<K: Kernel>(
         spec.domain_name,
         spec.cpu,
         image_bytes / 1024,
-        CHILD_STACK_SIZE / 1024
+        spec.stack_size / 1024
     );
     Ok(Child {
         number: spec.number,

@@ -1,6 +1,6 @@
 //! The programs init starts and what each receives: its domain name, child number (the id of
-//! the portals it calls), CPU, priority, quota, argument words and the capabilities it gets
-//! beyond the three every child has.
+//! the portals it calls), CPU, priority, stack size, quota, argument words and the
+//! capabilities it gets beyond the three every child has.
 //!
 //! Every child's table at start (`sluice_abi::boot`):
 //!
@@ -10,20 +10,29 @@
 //! | 1 | its own thread | `CONTROL`, `BIND_PORTAL` |
 //! | 2 | a portal to init (`PARENT_PORTAL`), id = the child's number | `CALL` |
 //!
-//! Then per program: iommu-server 3 = the first DMAR unit's register page; pci-server 3 = a
-//! portal to the iommu-server, 4 = the ECAM window; vmm-server 3 = a portal to the pci-server.
-//! A portal to a server carries the calling child's number as its id.
+//! Then per program (each function below lists its selectors and argument words):
+//! iommu-server 3-8 (DMAR unit, DMAR table, table frames, fault interrupt, watcher memory);
+//! pci-server 3-5 and 6.. (iommu-server portal, ECAM window, system description, device
+//! windows); vmm-server 3 (pci-server portal); dma-test 3-8 (both server portals, DMA buffer,
+//! canary page, its MSI line). A portal to a server carries the calling child's number as its
+//! id, which is how servers know who calls.
+//!
+//! Passthrough conventions fixed here: the owner of guest `g`'s devices is child number
+//! [`number::FIRST_OWNER`] + `g`; interrupt line `first_msi_line` is the VT-d fault event, and
+//! line `first_msi_line + 1 + g` is guest `g`'s MSI line.
 
-use sluice_abi::boot::BootInfo;
+use sluice_abi::boot::{BootCapabilityKind, BootInfo};
 use sluice_abi::syscall::{MemoryRights, Selector};
 use sluice_rt::types::Quota;
 
-use crate::layout::PAGE;
+use crate::layout::{CHILD_STACK_SIZE, PAGE, SERVER_STACK_SIZE};
 
 /// Most capabilities a program gets beyond the common three.
-pub const MAX_GRANTS: usize = 4;
+pub const MAX_GRANTS: usize = 12;
 /// Most argument words init passes.
-pub const MAX_PROGRAM_ARGUMENTS: usize = 4;
+pub const MAX_PROGRAM_ARGUMENTS: usize = 15;
+/// Most device windows the pci-server gets for BARs.
+pub const MAX_DEVICE_WINDOWS: usize = 5;
 
 /// Scheduling priority of the servers and test programs.
 pub const PROGRAM_PRIORITY: u8 = 10;
@@ -39,9 +48,31 @@ pub mod number {
     pub const VMM_SERVER: u64 = 3;
     /// Misbehave mode `m` (1..=4) is child `MISBEHAVE_BASE + m`.
     pub const MISBEHAVE_BASE: u64 = 3;
+    /// vmm-servers of guests after the first: `VMM_EXTRA_BASE + n`.
+    pub const VMM_EXTRA_BASE: u64 = 32;
     /// The benchmark server and client.
     pub const BENCH_SERVER: u64 = 16;
     pub const BENCH_CLIENT: u64 = 17;
+    /// The owner of guest `g`'s devices (its dma-test driver or VMM) is `FIRST_OWNER + g`
+    /// (above the vmm-servers' `VMM_EXTRA_BASE + n`, so no two children share a number).
+    pub const FIRST_OWNER: u64 = 64;
+}
+
+/// The child number of the owner of guest `guest`'s devices.
+pub const fn owner_number(guest: u64) -> u64 {
+    number::FIRST_OWNER + guest
+}
+
+/// The interrupt line the iommu-server's fault events arrive on.
+pub fn fault_event_line(boot: &BootInfo) -> u32 {
+    boot.first_msi_line
+}
+
+/// The MSI line of guest `guest`'s devices.
+pub fn guest_msi_line(boot: &BootInfo, guest: u16) -> u32 {
+    boot.first_msi_line
+        .saturating_add(1)
+        .saturating_add(u32::from(guest))
 }
 
 /// Priority of the benchmark programs: above init and the servers, so the measurement runs
@@ -53,6 +84,24 @@ pub const BENCH_PRIORITY: u8 = 30;
 pub enum GrantKind {
     /// A new portal served by `handler` (a thread in init's table), id = the child's number.
     PortalTo { handler: Selector },
+    /// RAM carved for the program (every memory right, including DMA-map and retype): a
+    /// guest's memory for a vmm-server.
+    Ram { size: u64 },
+    /// A boot module, read-only (e.g. a built-in guest image); skipped if there is none.
+    Module { name: &'static str },
+    /// The listed firmware table named `name` (e.g. `acpi-dmar`), read-only; skipped if there
+    /// is none.
+    Firmware { name: &'static str },
+    /// Fresh RAM with exactly `rights`, zeroed, or filled with `fill` repeated (little-endian)
+    /// when it is not zero.
+    Memory {
+        size: u64,
+        rights: MemoryRights,
+        fill: u64,
+    },
+    /// Interrupt `line` bound to bit 0 of a new notification: the notification (`WAIT`) at
+    /// this grant's destination and the bound interrupt (`ACKNOWLEDGE`) at `interrupt`.
+    Interrupt { line: u32, interrupt: u32 },
     /// Device memory carved from the DeviceMmio boot capabilities.
     Device {
         address: u64,
@@ -79,6 +128,8 @@ pub struct ProgramSpec {
     pub number: u64,
     pub cpu: u16,
     pub priority: u8,
+    /// Bytes of stack (a page multiple).
+    pub stack_size: u64,
     pub quota: Quota,
     pub arguments: heapless::Vec<u64, MAX_PROGRAM_ARGUMENTS>,
     pub grants: heapless::Vec<Grant, MAX_GRANTS>,
@@ -89,6 +140,30 @@ pub const SERVER_QUOTA: Quota = Quota {
     bytes: 256 * 1024,
     objects: 16,
     mappings: 64,
+};
+
+/// Kernel-memory quota of the pci-server: it also maps one ECAM bus (1 MiB) at a time as it
+/// scans, the system description, and carves a memory object per BAR it hands out.
+pub const PCI_SERVER_QUOTA: Quota = Quota {
+    bytes: 512 * 1024,
+    objects: 48,
+    mappings: 320,
+};
+
+/// Kernel-memory quota of the iommu-server: its table frames are one mapping; it creates a
+/// fault-watcher thread, a portal and a notification, and maps delegated memory briefly to
+/// verify its rights.
+pub const IOMMU_SERVER_QUOTA: Quota = Quota {
+    bytes: 256 * 1024,
+    objects: 24,
+    mappings: 64,
+};
+
+/// Kernel-memory quota of the DMA test driver: a few notifications, its mappings.
+pub const DMA_TEST_QUOTA: Quota = Quota {
+    bytes: 128 * 1024,
+    objects: 8,
+    mappings: 16,
 };
 
 /// Kernel-memory quota of a misbehaving test program (it creates nothing).
@@ -105,26 +180,74 @@ fn server(program: &'static str, domain_name: &'static str, number: u64, cpu: u1
         number,
         cpu,
         priority: PROGRAM_PRIORITY,
+        stack_size: CHILD_STACK_SIZE,
         quota: SERVER_QUOTA,
         arguments: heapless::Vec::new(),
         grants: heapless::Vec::new(),
     }
 }
 
-/// The iommu-server: selector 3 = the first DMAR unit's register page, when there is one (a
-/// VT-d unit's registers fit one 4 KiB page up to the IOTLB registers, VT-d spec 10.4).
-pub fn iommu_server(boot: &BootInfo) -> ProgramSpec {
+fn grant(spec: &mut ProgramSpec, destination: u32, kind: GrantKind) {
+    // Every spec below stays within MAX_GRANTS (checked by the tests).
+    let _ = spec.grants.push(Grant { destination, kind });
+}
+
+fn argument(spec: &mut ProgramSpec, word: u64) {
+    // Every spec below stays within MAX_PROGRAM_ARGUMENTS (checked by the tests).
+    let _ = spec.arguments.push(word);
+}
+
+/// Frames the iommu-server builds its tables in (root, context, second-level, invalidation
+/// queue, interrupt remapping table): 256 KiB.
+pub const IOMMU_TABLE_MEMORY: u64 = 256 * 1024;
+/// Stack and UTCB of the iommu-server's fault-watcher thread.
+pub const IOMMU_WATCHER_MEMORY: u64 = 16 * 1024 + PAGE;
+
+/// The iommu-server. Selectors: 3 = the first DMAR unit's register page (a VT-d unit's
+/// registers fit one 4 KiB page up to the IOTLB registers, VT-d spec 10.4), 4 = the ACPI DMAR
+/// table (read-only), 5 = RAM for its tables (read, write, DMA-map), 6 = a notification its
+/// fault-event line is bound to, 7 = that bound interrupt, 8 = RAM for its fault-watcher
+/// thread. All of them are empty when the machine has no VT-d unit (4 also without a DMAR
+/// table capability). Arguments:
+/// the fault-event line, the pci-server's number, the first owner number, the first owner's
+/// MSI line, 1 when the system allows passthrough without interrupt remapping, the DMAR
+/// table's offset in its first page, and its length.
+pub fn iommu_server(boot: &BootInfo, insecure_no_interrupt_remapping: bool) -> ProgramSpec {
     let mut spec = server("iommu-server", "iommu", number::IOMMU_SERVER, 0);
+    spec.quota = IOMMU_SERVER_QUOTA;
+    spec.stack_size = SERVER_STACK_SIZE;
+    let read_write = MemoryRights::READ | MemoryRights::WRITE;
     if boot.dmar_unit != 0 {
-        let _ = spec.grants.push(Grant {
-            destination: 3,
-            kind: GrantKind::Device {
-                address: boot.dmar_unit - boot.dmar_unit % PAGE,
-                size: PAGE,
-                rights: MemoryRights::READ | MemoryRights::WRITE,
+        let address = boot.dmar_unit - boot.dmar_unit % PAGE;
+        let rights = read_write;
+        let size = PAGE;
+        grant(
+            &mut spec,
+            3,
+            GrantKind::Device {
+                address,
+                size,
+                rights,
             },
-        });
+        );
+        if boot.dmar_table != 0 {
+            grant(&mut spec, 4, GrantKind::Firmware { name: "acpi-dmar" });
+        }
+        let (size, fill) = (IOMMU_TABLE_MEMORY, 0);
+        let rights = read_write | MemoryRights::DMA_MAP;
+        grant(&mut spec, 5, GrantKind::Memory { size, rights, fill });
+        let line = fault_event_line(boot);
+        grant(&mut spec, 6, GrantKind::Interrupt { line, interrupt: 7 });
+        let (size, rights) = (IOMMU_WATCHER_MEMORY, read_write);
+        grant(&mut spec, 8, GrantKind::Memory { size, rights, fill });
     }
+    argument(&mut spec, u64::from(fault_event_line(boot)));
+    argument(&mut spec, number::PCI_SERVER);
+    argument(&mut spec, number::FIRST_OWNER);
+    argument(&mut spec, u64::from(guest_msi_line(boot, 0)));
+    argument(&mut spec, u64::from(insecure_no_interrupt_remapping));
+    argument(&mut spec, boot.dmar_table % PAGE);
+    argument(&mut spec, boot.dmar_length);
     spec
 }
 
@@ -141,33 +264,205 @@ pub fn ecam_window(boot: &BootInfo) -> Option<(u64, u64)> {
     Some((start, buses * ECAM_BUS_BYTES))
 }
 
-/// The pci-server: 3 = a portal to the iommu-server (served by `iommu_thread`), 4 = the ECAM
-/// window when there is one.
+/// The ranges of `range` (start, end exclusive) left after removing `holes`, at most
+/// [`MAX_DEVICE_WINDOWS`] pieces, page-aligned.
+fn subtract(
+    range: (u64, u64),
+    holes: &[(u64, u64)],
+) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
+    let mut pieces: heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> = heapless::Vec::new();
+    let _ = pieces.push(range);
+    for (hole_start, hole_end) in holes {
+        let mut next: heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> = heapless::Vec::new();
+        for (start, end) in &pieces {
+            if *hole_end <= *start || *hole_start >= *end {
+                let _ = next.push((*start, *end));
+                continue;
+            }
+            if *hole_start > *start {
+                let _ = next.push((*start, *hole_start));
+            }
+            if *hole_end < *end {
+                let _ = next.push((*hole_end, *end));
+            }
+        }
+        pieces = next;
+    }
+    pieces.retain(|(start, end)| start.is_multiple_of(PAGE) && end > start);
+    pieces
+}
+
+/// The device MMIO the pci-server may hand out as BARs: every DeviceMmio boot range minus the
+/// ECAM window and the VT-d unit's page (those belong to the servers that own them).
+pub fn device_windows(boot: &BootInfo) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
+    let mut holes: heapless::Vec<(u64, u64), 2> = heapless::Vec::new();
+    if let Some((address, size)) = ecam_window(boot) {
+        let _ = holes.push((address, address.saturating_add(size)));
+    }
+    if boot.dmar_unit != 0 {
+        let page = boot.dmar_unit - boot.dmar_unit % PAGE;
+        let _ = holes.push((page, page.saturating_add(PAGE)));
+    }
+    let mut windows = heapless::Vec::new();
+    for capability in boot
+        .listed()
+        .iter()
+        .filter(|c| c.kind == BootCapabilityKind::DeviceMmio as u32)
+    {
+        let range = (
+            capability.base,
+            capability.base.saturating_add(capability.size),
+        );
+        for (start, end) in subtract(range, &holes) {
+            if windows.push((start, end - start)).is_err() {
+                return windows;
+            }
+        }
+    }
+    windows
+}
+
+/// First selector of the pci-server's device windows.
+pub const PCI_FIRST_WINDOW: u32 = 6;
+
+/// The pci-server. Selectors: 3 = a portal to the iommu-server (served by `iommu_thread`),
+/// 4 = the ECAM window when there is one, 5 = the system description (read-only), 6.. = the
+/// [`device_windows`] (read, write, retype: it carves BARs from them). Arguments: the ECAM
+/// base (bus 0), start bus | end bus << 8, the first owner number, the number of device
+/// windows, then each window's base and size.
 pub fn pci_server(boot: &BootInfo, iommu_thread: Selector) -> ProgramSpec {
     let mut spec = server("pci-server", "pci", number::PCI_SERVER, 0);
-    let _ = spec.grants.push(Grant {
-        destination: 3,
-        kind: GrantKind::PortalTo {
-            handler: iommu_thread,
-        },
-    });
+    spec.quota = PCI_SERVER_QUOTA;
+    spec.stack_size = SERVER_STACK_SIZE;
+    let read_write = MemoryRights::READ | MemoryRights::WRITE;
+    let handler = iommu_thread;
+    grant(&mut spec, 3, GrantKind::PortalTo { handler });
     if let Some((address, size)) = ecam_window(boot) {
-        let _ = spec.grants.push(Grant {
-            destination: 4,
-            kind: GrantKind::Device {
+        let rights = read_write;
+        grant(
+            &mut spec,
+            4,
+            GrantKind::Device {
                 address,
                 size,
-                rights: MemoryRights::READ | MemoryRights::WRITE,
+                rights,
             },
-        });
+        );
+    }
+    let name = crate::description::SYSDESC_MODULE;
+    grant(&mut spec, 5, GrantKind::Module { name });
+    let windows = device_windows(boot);
+    let rights = read_write | MemoryRights::RETYPE;
+    for (destination, (address, size)) in (PCI_FIRST_WINDOW..).zip(windows.iter()) {
+        let (address, size) = (*address, *size);
+        grant(
+            &mut spec,
+            destination,
+            GrantKind::Device {
+                address,
+                size,
+                rights,
+            },
+        );
+    }
+    argument(&mut spec, boot.ecam_base);
+    argument(
+        &mut spec,
+        u64::from(boot.ecam_start_bus) | u64::from(boot.ecam_end_bus) << 8,
+    );
+    argument(&mut spec, number::FIRST_OWNER);
+    argument(&mut spec, windows.len() as u64);
+    for (address, size) in &windows {
+        argument(&mut spec, *address);
+        argument(&mut spec, *size);
     }
     spec
 }
 
-/// The vmm-server of guest `guest` on `cpu`: 3 = a portal to the pci-server (served by
-/// `pci_thread`); argument 0 = the guest index.
-pub fn vmm_server(guest: u64, cpu: u16, pci_thread: Selector) -> ProgramSpec {
-    let mut spec = server("vmm-server", "vmm", number::VMM_SERVER, cpu);
+/// Bytes of the DMA test driver's buffer (the memory it lets the device reach).
+pub const DMA_TEST_BUFFER: u64 = 64 * 1024;
+/// The pattern init fills the DMA test driver's canary page with.
+pub const CANARY_PATTERN: u64 = 0xca4a_57ed_c0de_5eed;
+
+/// The DMA test driver for guest `guest` (its owner number is [`owner_number`]). Selectors:
+/// 3 = a portal to the iommu-server, 4 = a portal to the pci-server, 5 = its DMA buffer (read,
+/// write, DMA-map), 6 = a canary page filled with [`CANARY_PATTERN`] (read, DMA-map: it learns
+/// the address but cannot write it), 7 = a notification its MSI line is bound to, 8 = that
+/// bound interrupt. Arguments: the guest index, its MSI line, the device's host BDF.
+pub fn dma_test(
+    boot: &BootInfo,
+    guest: u16,
+    device: u16,
+    iommu_thread: Selector,
+    pci_thread: Selector,
+) -> ProgramSpec {
+    let guest_number = u64::from(guest);
+    let mut spec = ProgramSpec {
+        program: "dma-test",
+        domain_name: "dma-test",
+        number: owner_number(guest_number),
+        cpu: 0,
+        priority: PROGRAM_PRIORITY,
+        stack_size: CHILD_STACK_SIZE,
+        quota: DMA_TEST_QUOTA,
+        arguments: heapless::Vec::new(),
+        grants: heapless::Vec::new(),
+    };
+    let read_write = MemoryRights::READ | MemoryRights::WRITE;
+    grant(
+        &mut spec,
+        3,
+        GrantKind::PortalTo {
+            handler: iommu_thread,
+        },
+    );
+    grant(
+        &mut spec,
+        4,
+        GrantKind::PortalTo {
+            handler: pci_thread,
+        },
+    );
+    let (size, fill) = (DMA_TEST_BUFFER, 0);
+    let rights = read_write | MemoryRights::DMA_MAP;
+    grant(&mut spec, 5, GrantKind::Memory { size, rights, fill });
+    let (size, fill) = (PAGE, CANARY_PATTERN);
+    let rights = MemoryRights::READ | MemoryRights::DMA_MAP;
+    grant(&mut spec, 6, GrantKind::Memory { size, rights, fill });
+    let line = guest_msi_line(boot, guest);
+    grant(&mut spec, 7, GrantKind::Interrupt { line, interrupt: 8 });
+    argument(&mut spec, guest_number);
+    argument(&mut spec, u64::from(line));
+    argument(&mut spec, u64::from(device));
+    spec
+}
+
+/// Domain names of the vmm-servers, by the order they are started.
+const VMM_NAMES: [&str; 8] = [
+    "vmm", "vmm-1", "vmm-2", "vmm-3", "vmm-4", "vmm-5", "vmm-6", "vmm-7",
+];
+
+/// The boot module of the built-in test guests.
+pub const GUEST_IMAGE_MODULE: &str = "guest-probe";
+
+/// The `order`-th vmm-server (child number 3 for the first, then `VMM_EXTRA_BASE + order`),
+/// for guest `guest` on `cpu`: 3 = a portal to the pci-server (served by `pci_thread`); with
+/// guest memory: 4 = the guest's RAM (`memory` bytes), 5 = the built-in guest image, 6 = the
+/// system description. Argument 0 = the guest index (`u64::MAX`: no guest).
+pub fn vmm_server(
+    order: usize,
+    guest: u64,
+    cpu: u16,
+    pci_thread: Selector,
+    memory: u64,
+) -> ProgramSpec {
+    let number = if order == 0 {
+        number::VMM_SERVER
+    } else {
+        number::VMM_EXTRA_BASE + order as u64
+    };
+    let name = VMM_NAMES.get(order).copied().unwrap_or("vmm-x");
+    let mut spec = server("vmm-server", name, number, cpu);
     let _ = spec.arguments.push(guest);
     let _ = spec.grants.push(Grant {
         destination: 3,
@@ -175,6 +470,22 @@ pub fn vmm_server(guest: u64, cpu: u16, pci_thread: Selector) -> ProgramSpec {
             handler: pci_thread,
         },
     });
+    if memory > 0 {
+        let _ = spec.grants.push(Grant {
+            destination: 4,
+            kind: GrantKind::Ram { size: memory },
+        });
+        let _ = spec.grants.push(Grant {
+            destination: 5,
+            kind: GrantKind::Module {
+                name: GUEST_IMAGE_MODULE,
+            },
+        });
+        let _ = spec.grants.push(Grant {
+            destination: 6,
+            kind: GrantKind::Module { name: "sysdesc" },
+        });
+    }
     spec
 }
 
@@ -193,6 +504,7 @@ pub fn misbehave(mode: u64) -> ProgramSpec {
         number: number::MISBEHAVE_BASE.saturating_add(mode),
         cpu: 0,
         priority: PROGRAM_PRIORITY,
+        stack_size: CHILD_STACK_SIZE,
         quota: MISBEHAVE_QUOTA,
         arguments,
         grants: heapless::Vec::new(),
@@ -212,6 +524,7 @@ pub fn bench(mode: u64, server_thread: Option<Selector>) -> ProgramSpec {
         number,
         cpu: 0,
         priority: BENCH_PRIORITY,
+        stack_size: CHILD_STACK_SIZE,
         quota: MISBEHAVE_QUOTA,
         arguments: heapless::Vec::new(),
         grants: heapless::Vec::new(),

@@ -44,16 +44,26 @@ pub enum Next {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Servers,
+    /// Everything else is done; waiting for the guests to end.
+    Guests,
     AwaitReport,
-    AwaitFault { mode: u64 },
+    AwaitFault {
+        mode: u64,
+    },
     Done,
 }
+
+/// Most servers init waits for (iommu, pci and one vmm-server per guest).
+pub const MAX_SERVERS: usize = 10;
 
 /// The service state.
 #[derive(Clone, Debug)]
 pub struct Service {
     misbehave: bool,
-    ready: [bool; SERVERS.len()],
+    /// (child number, name, ready) of every server init started.
+    servers: heapless::Vec<(u64, &'static str, bool), MAX_SERVERS>,
+    /// (child number, guest index, done, status) of every vmm-server running a guest.
+    guests: heapless::Vec<(u64, u64, bool, u64), MAX_SERVERS>,
     phase: Phase,
     faults: u64,
 }
@@ -68,14 +78,36 @@ pub fn report_is_expected(empty_slot: u64, wrong_type: u64) -> bool {
 }
 
 impl Service {
-    /// A service that expects the misbehave runs when `misbehave` is set.
+    /// A service that expects the three servers (and the misbehave runs when `misbehave`).
     pub fn new(misbehave: bool) -> Service {
+        let servers = SERVERS
+            .iter()
+            .map(|(number, name)| (*number, *name, false))
+            .collect();
+        Service::with(misbehave, servers, heapless::Vec::new())
+    }
+
+    /// A service that expects `servers` (child number, name) to say ready and the vmm-servers
+    /// in `guests` (child number, guest index) to report their guest's end.
+    pub fn with(
+        misbehave: bool,
+        servers: heapless::Vec<(u64, &'static str, bool), MAX_SERVERS>,
+        guests: heapless::Vec<(u64, u64, bool, u64), MAX_SERVERS>,
+    ) -> Service {
         Service {
             misbehave,
-            ready: [false; SERVERS.len()],
+            servers,
+            guests,
             phase: Phase::Servers,
             faults: 0,
         }
+    }
+
+    /// Guests that ended, and how many of them failed.
+    pub fn guests_done(&self) -> (usize, usize) {
+        let done = self.guests.iter().filter(|g| g.2).count();
+        let failed = self.guests.iter().filter(|g| g.2 && g.3 != 0).count();
+        (done, failed)
     }
 
     /// Faults counted so far.
@@ -85,7 +117,45 @@ impl Service {
 
     /// Servers that said ready.
     pub fn servers_ready(&self) -> usize {
-        self.ready.iter().filter(|r| **r).count()
+        self.servers.iter().filter(|s| s.2).count()
+    }
+
+    /// What comes after the last expected event of a phase: the guests, or the end.
+    fn after_servers_and_tests(&mut self) -> Next {
+        if self.guests.iter().all(|g| g.2) {
+            self.phase = Phase::Done;
+            Next::Finished
+        } else {
+            self.phase = Phase::Guests;
+            Next::Continue
+        }
+    }
+
+    fn guest_done(
+        &mut self,
+        portal_id: u64,
+        guest: u64,
+        status: u64,
+        exits: u64,
+    ) -> (Message, Next) {
+        let Some(entry) = self
+            .guests
+            .iter_mut()
+            .find(|g| g.0 == portal_id && g.1 == guest && !g.2)
+        else {
+            sluice_rt::log!("init: portal {portal_id}: guest {guest} end not expected");
+            return (Refusal::NotExpected.reply(), Next::Continue);
+        };
+        entry.2 = true;
+        entry.3 = status;
+        let verdict = if status == 0 { "passed" } else { "FAILED" };
+        sluice_rt::log!("init: guest {guest} {verdict} (status {status:#x}, {exits} exits)");
+        let all_done = self.guests.iter().all(|g| g.2);
+        if all_done && self.phase == Phase::Guests {
+            self.phase = Phase::Done;
+            return (protocol::success(&[]), Next::Finished);
+        }
+        (protocol::success(&[]), Next::Continue)
     }
 
     /// Answers one request that arrived through portal `portal_id`.
@@ -99,6 +169,14 @@ impl Service {
         };
         match (request, self.phase) {
             (Request::Ready, _) => self.ready(portal_id),
+            (
+                Request::GuestDone {
+                    guest,
+                    status,
+                    exits,
+                },
+                _,
+            ) => self.guest_done(portal_id, guest, status, exits),
             (
                 Request::Report {
                     mode: 1,
@@ -114,8 +192,7 @@ impl Service {
                     self.faults
                 );
                 let next = if mode >= LAST_MISBEHAVE_MODE {
-                    self.phase = Phase::Done;
-                    Next::Finished
+                    self.after_servers_and_tests()
                 } else {
                     self.phase = Phase::AwaitFault { mode: mode + 1 };
                     Next::StartMisbehave { mode: mode + 1 }
@@ -134,27 +211,25 @@ impl Service {
     }
 
     fn ready(&mut self, portal_id: u64) -> (Message, Next) {
-        let server = SERVERS.iter().position(|(number, _)| *number == portal_id);
-        let (Some(index), Phase::Servers) = (server, self.phase) else {
+        let phase = self.phase;
+        let Some(entry) = self.servers.iter_mut().find(|s| s.0 == portal_id) else {
             sluice_rt::log!("init: portal {portal_id}: ready not expected");
             return (Refusal::NotExpected.reply(), Next::Continue);
         };
-        let Some(flag) = self.ready.get_mut(index).filter(|flag| !**flag) else {
+        if entry.2 || phase != Phase::Servers {
             sluice_rt::log!("init: portal {portal_id}: ready twice");
             return (Refusal::NotExpected.reply(), Next::Continue);
-        };
-        *flag = true;
-        let name = SERVERS.get(index).map_or("?", |(_, name)| name);
-        sluice_rt::log!("init: {name} ready");
-        if self.servers_ready() < SERVERS.len() {
+        }
+        entry.2 = true;
+        sluice_rt::log!("init: {} ready", entry.1);
+        if self.servers_ready() < self.servers.len() {
             return (protocol::success(&[]), Next::Continue);
         }
         let next = if self.misbehave {
             self.phase = Phase::AwaitReport;
             Next::StartMisbehave { mode: 1 }
         } else {
-            self.phase = Phase::Done;
-            Next::Finished
+            self.after_servers_and_tests()
         };
         (protocol::success(&[]), next)
     }

@@ -58,6 +58,19 @@ impl Kernel for SystemKernel {
     ) -> Result<(), Status> {
         sys::create_portal(handler, destination, portal_id)
     }
+    fn create_notification(&mut self, destination: Selector) -> Result<(), Status> {
+        sys::create_notification(destination)
+    }
+    fn create_interrupt(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        line: u32,
+        notification: Selector,
+        bit: u8,
+    ) -> Result<(), Status> {
+        sys::create_interrupt(source, destination, line, notification, bit)
+    }
     fn create_memory(
         &mut self,
         source: Selector,

@@ -32,6 +32,8 @@ pub mod label {
     pub const REPORT: u32 = 3;
     /// A fault notification, forwarded by init's fault watcher to init's service thread.
     pub const FAULT: u32 = 4;
+    /// A vmm-server's guest ended: guest index, status (0 = passed), exits handled.
+    pub const GUEST_DONE: u32 = 5;
 }
 
 /// Label of a reply that accepts the request.
@@ -50,6 +52,8 @@ pub enum Request {
     Report { mode: u64, first: u64, second: u64 },
     /// [`label::FAULT`] with the notification bits taken.
     Fault { bits: u64 },
+    /// [`label::GUEST_DONE`]: guest index, status (0 = passed), exits handled.
+    GuestDone { guest: u64, status: u64, exits: u64 },
 }
 
 /// Why a request was refused (the reply carries the code).
@@ -152,6 +156,11 @@ impl Request {
                 second,
             } => message_of(label::REPORT, &[mode, first, second]),
             Request::Fault { bits } => message_of(label::FAULT, &[bits]),
+            Request::GuestDone {
+                guest,
+                status,
+                exits,
+            } => message_of(label::GUEST_DONE, &[guest, status, exits]),
         }
     }
 
@@ -161,7 +170,7 @@ impl Request {
         let expected = match label {
             label::READY => 0,
             label::HELLO | label::FAULT => 1,
-            label::REPORT => 3,
+            label::REPORT | label::GUEST_DONE => 3,
             _ => return Err(ProtocolError::UnknownLabel { label }),
         };
         if !message.items().is_empty() {
@@ -180,6 +189,11 @@ impl Request {
             label::READY => Request::Ready,
             label::HELLO => Request::Hello { version: word(0) },
             label::FAULT => Request::Fault { bits: word(0) },
+            label::GUEST_DONE => Request::GuestDone {
+                guest: word(0),
+                status: word(1),
+                exits: word(2),
+            },
             _ => Request::Report {
                 mode: word(0),
                 first: word(1),

@@ -359,3 +359,42 @@ pub fn exit() -> ! {
     );
     panic!("sluice-rt host fake: the program exited");
 }
+
+/// `create_vm`: a VM (guest-physical address space) at `destination`.
+pub fn create_vm(destination: Selector) -> Result<(), Status> {
+    invoke(Syscall::CreateVm, [sel(destination), 0, 0, 0, 0, 0])
+}
+
+/// `create_vcpu`: a virtual CPU of `vm` at `destination`.
+pub fn create_vcpu(vm: Selector, destination: Selector) -> Result<(), Status> {
+    invoke(Syscall::CreateVcpu, [sel(vm), sel(destination), 0, 0, 0, 0])
+}
+
+/// `vm_map`: map `size` bytes at `offset` of `memory` at `guest_physical` in `vm`.
+pub fn vm_map(
+    memory: Selector,
+    vm: Selector,
+    guest_physical: u64,
+    offset: u64,
+    size: u64,
+    rights: MemoryRights,
+) -> Result<(), Status> {
+    invoke(
+        Syscall::VmMap,
+        [
+            sel(memory),
+            sel(vm),
+            guest_physical,
+            offset,
+            size,
+            rights.bits(),
+        ],
+    )
+}
+
+/// `vcpu_control(run)`: applies the reply in the caller's UTCB (its untyped words; none = no
+/// changes), runs the vCPU, and returns when an exit needs the VMM, with the exit message's
+/// words in the UTCB.
+pub fn vcpu_run(vcpu: Selector) -> Result<(), Status> {
+    invoke(Syscall::VcpuControl, [sel(vcpu), 0, 0, 0, 0, 0])
+}

@@ -81,6 +81,17 @@ impl MessageBuffer {
         self.with(|utcb| utcb.receive_window = window);
     }
 
+    /// Puts `message` in the UTCB (for calls that take their input from it, like `vcpu_run`).
+    pub fn write_message(&mut self, message: &Message) {
+        self.with(|utcb| message.write_to(utcb));
+    }
+
+    /// The message the UTCB holds now (after a call that leaves its output there).
+    pub fn read_message(&mut self) -> Result<Message, Status> {
+        self.with(|utcb| Message::read_from(utcb))
+            .map_err(|_| Status::Overflow)
+    }
+
     /// Calls `portal` with `request` and returns the reply. A reply whose tag exceeds the
     /// buffer (impossible from a kernel that follows the ABI) is reported as `Overflow`.
     pub fn call(&mut self, portal: Selector, request: &Message) -> Result<Message, Status> {

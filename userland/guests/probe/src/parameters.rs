@@ -18,6 +18,7 @@
 //! |---|---|
 //! | `probe.mode=checks` | run every check, print the summary, exit through the debug port (the default) |
 //! | `probe.mode=triple-fault` | run every check, then print `probe: triple fault on purpose` and triple-fault |
+//! | `probe.mode=bench` | run every check, then time 10,000 CPUID exits and print a `bench:` line |
 use core::fmt;
 
 /// Size of the block (one page).
@@ -43,6 +44,9 @@ pub enum Mode {
     Checks,
     /// Print `probe: triple fault on purpose`, then load an empty IDT and raise an exception.
     TripleFault,
+    /// After the checks, time CPUID exits (guest -> kernel -> VMM -> guest) with RDTSC and
+    /// print `bench: vm-exit-cpuid-round-trip iterations=N total=T per=P unit=instructions`.
+    Bench,
 }
 
 impl Mode {
@@ -51,11 +55,12 @@ impl Mode {
         match self {
             Mode::Checks => "checks",
             Mode::TripleFault => "triple-fault",
+            Mode::Bench => "bench",
         }
     }
 
     fn from_name(name: &[u8]) -> Option<Mode> {
-        [Mode::Checks, Mode::TripleFault]
+        [Mode::Checks, Mode::TripleFault, Mode::Bench]
             .into_iter()
             .find(|mode| mode.name().as_bytes() == name)
     }
@@ -117,12 +122,12 @@ impl fmt::Display for ParameterError<'_> {
             ),
             ParameterError::UnknownOption(word) => write!(
                 f,
-                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault)",
+                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault, probe.mode=bench)",
                 Escaped(word)
             ),
             ParameterError::UnknownMode(value) => write!(
                 f,
-                "unknown probe.mode \"{}\" (known: checks, triple-fault)",
+                "unknown probe.mode \"{}\" (known: checks, triple-fault, bench)",
                 Escaped(value)
             ),
             ParameterError::DuplicateMode => f.write_str("probe.mode= is given more than once"),
@@ -348,7 +353,7 @@ mod tests {
         let text = ParameterError::UnknownMode(b"tr\"ip\x01").to_string();
         assert_eq!(
             text,
-            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault)"
+            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault, bench)"
         );
         assert!(ParameterError::BadMagic(1)
             .to_string()

@@ -61,7 +61,7 @@ pub fn segment_byte(index: usize, offset: u64) -> u8 {
 pub fn sysdesc() -> Vec<u8> {
     let guests = [GuestSpec {
         name: "probe",
-        memory_bytes: 64 * MIB,
+        memory_bytes: 2 * MIB,
         cpu_mask: 0b10,
         vcpus: 1,
         kernel: GuestKernel::Builtin(BuiltinGuest::Probe),
@@ -184,11 +184,17 @@ pub const WATCHER: WatcherEntry = WatcherEntry {
     function: 0x4000_2100,
 };
 
-/// Scripts the three servers' `READY`.
+/// Scripts the three servers' `READY`, then the vmm-server's report that guest 0 passed.
 pub fn servers_ready(kernel: &mut FakeKernel) {
     for number in 1..=3 {
         kernel.push_request(number, Request::Ready.encode());
     }
+    let done = Request::GuestDone {
+        guest: 0,
+        status: 0,
+        exits: 1,
+    };
+    kernel.push_request(3, done.encode());
 }
 
 /// Runs init on `kernel`; returns the exit code and the log.

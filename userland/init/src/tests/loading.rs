@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use sluice_abi::boot::BootCapabilityKind;
 use sluice_abi::syscall::{
-    MemoryRights, PortalRights, ProtectionDomainRights, Status, Syscall, ThreadRights,
+    InterruptRights, MemoryRights, NotificationRights, PortalRights, ProtectionDomainRights,
+    Status, Syscall, ThreadRights,
 };
 
 use super::fixture::{
     elf, run, segment_byte, servers_ready, Fixture, DMAR, ECAM, ENTRY, RAM, SEGMENTS,
 };
 use crate::fake::{Capability, FakeKernel, Object, INIT_THREAD};
-use crate::layout::{CHILD_STACK_SIZE, CHILD_STACK_TOP, CHILD_UTCB};
+use crate::layout::{stack_top, CHILD_STACK_SIZE, CHILD_UTCB, SERVER_STACK_SIZE};
 
 const SERVERS: [&str; 3] = ["iommu", "pci", "vmm"];
 
@@ -63,11 +64,16 @@ fn every_segment_is_mapped_at_its_address_with_its_rights_and_contents() {
                 assert_eq!(*byte, expected, "{server} segment {index} byte {offset:#x}");
             }
         }
+        // The iommu- and pci-server build their large state on a 1 MiB stack.
+        let stack_size = match server {
+            "iommu" | "pci" => SERVER_STACK_SIZE,
+            _ => CHILD_STACK_SIZE,
+        };
         let stack = mappings
             .iter()
-            .find(|m| m.address == CHILD_STACK_TOP - CHILD_STACK_SIZE)
+            .find(|m| m.address == stack_top(stack_size) - stack_size)
             .unwrap();
-        assert_eq!((stack.size, stack.rights), (CHILD_STACK_SIZE, rw));
+        assert_eq!((stack.size, stack.rights), (stack_size, rw));
         let utcb = mappings.iter().find(|m| m.address == CHILD_UTCB).unwrap();
         assert_eq!((utcb.size, utcb.rights), (4096, rw));
         assert!(
@@ -75,7 +81,7 @@ fn every_segment_is_mapped_at_its_address_with_its_rights_and_contents() {
             "UTCB zeroed"
         );
         assert_eq!(stack.memory, utcb.memory, "one carve for stack and UTCB");
-        assert_eq!(utcb.offset, CHILD_STACK_SIZE);
+        assert_eq!(utcb.offset, stack_size);
         let thread = kernel.table(domain)[&1].object;
         let Object::Thread { start, started, .. } = kernel.objects[thread] else {
             panic!()
@@ -127,12 +133,35 @@ fn children_get_exactly_the_documented_capabilities() {
         let selectors: Vec<u32> = table.keys().copied().collect();
         match *server {
             "iommu" => {
-                assert_eq!(selectors, [0, 1, 2, 3]);
+                // 4 (the DMAR table) only when the kernel found one: see the passthrough tests.
+                assert_eq!(selectors, [0, 1, 2, 3, 5, 6, 7, 8]);
                 assert_eq!(table[&3].rights, rw);
                 assert_eq!(memory_at(&kernel, table[&3]), (DMAR, 4096));
+                let dma = rw | MemoryRights::DMA_MAP.bits();
+                assert_eq!(table[&5].rights, dma);
+                assert_eq!(memory_at(&kernel, table[&5]).1, 256 * 1024);
+                assert_eq!(table[&8].rights, rw);
+                assert_eq!(table[&6].rights, NotificationRights::WAIT.bits());
+                assert_eq!(table[&7].rights, InterruptRights::ACKNOWLEDGE.bits());
             }
             "pci" => {
-                assert_eq!(selectors, [0, 1, 2, 3, 4]);
+                // 5 = the system description, 6.. = the device windows (DeviceMmio minus the
+                // ECAM window and the VT-d page).
+                assert_eq!(selectors, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+                assert_eq!(table[&5].rights, MemoryRights::READ.bits());
+                let windows: Vec<(u64, u64)> = (6..=8)
+                    .map(|selector| memory_at(&kernel, table[&selector]))
+                    .collect();
+                assert_eq!(
+                    windows,
+                    [
+                        (0xa000_0000, 0x1000_0000),
+                        (0xfec0_0000, DMAR - 0xfec0_0000),
+                        (DMAR + 4096, (4 << 30) - DMAR - 4096)
+                    ]
+                );
+                let retype = rw | MemoryRights::RETYPE.bits();
+                assert!((6..=8).all(|selector| table[&selector].rights == retype));
                 assert_eq!(table[&3].rights, call);
                 assert_eq!(
                     kernel.objects[table[&3].object],
@@ -145,7 +174,11 @@ fn children_get_exactly_the_documented_capabilities() {
                 assert_eq!(memory_at(&kernel, table[&4]), (ECAM, 256 << 20));
             }
             _ => {
-                assert_eq!(selectors, [0, 1, 2, 3]);
+                // 4 = the guest's RAM, 6 = the system description; 5 (the guest image) is
+                // skipped: the fixture has no guest-probe module.
+                assert_eq!(selectors, [0, 1, 2, 3, 4, 6]);
+                assert_eq!(memory_at(&kernel, table[&4]).1, 2 << 20);
+                assert_eq!(table[&6].rights, MemoryRights::READ.bits());
                 assert_eq!(
                     kernel.objects[table[&3].object],
                     Object::Portal {
@@ -164,7 +197,9 @@ fn without_vtd_or_ecam_the_servers_get_only_their_portals() {
     fixture.boot.dmar_unit = 0;
     fixture.boot.ecam_base = 0;
     let kernel = booted(&fixture);
-    for (server, expected) in [("iommu", vec![0, 1, 2]), ("pci", vec![0, 1, 2, 3])] {
+    // The pci-server keeps its system description and, without ECAM and VT-d holes, both
+    // device-memory capabilities whole as windows.
+    for (server, expected) in [("iommu", vec![0, 1, 2]), ("pci", vec![0, 1, 2, 3, 5, 6, 7])] {
         let table = kernel.table(kernel.domain_named(server).unwrap());
         assert_eq!(
             table.keys().copied().collect::<Vec<_>>(),
@@ -260,8 +295,15 @@ fn ram_carves_never_overlap_and_stay_inside_their_capability() {
             }
         }
     }
-    // 7 programs x (segments of 2 + 1 + 4 pages, 16 KiB stack + UTCB) + the watcher's 12 KiB.
-    assert_eq!(total, 7 * (7 * 4096 + 20 * 1024) + 12 * 1024);
+    // 7 programs x (segments of 2 + 1 + 4 pages, 16 KiB stack + UTCB) + the watcher's 12 KiB
+    // + the guest's 2 MiB; the iommu- and pci-server's stacks are 1 MiB, and the iommu-server
+    // gets 256 KiB for its tables and 20 KiB for its fault watcher.
+    let larger_stacks = 2 * (SERVER_STACK_SIZE - CHILD_STACK_SIZE);
+    let iommu_memory = 256 * 1024 + 20 * 1024;
+    assert_eq!(
+        total,
+        7 * (7 * 4096 + 20 * 1024) + 12 * 1024 + (2 << 20) + larger_stacks + iommu_memory
+    );
     assert!(log.contains(&format!("init: RAM carved: {} KiB", total / 1024)));
 }
 

@@ -1,0 +1,47 @@
+//! The DMA isolation test driver: a ring-3 driver for QEMU's `edu` device (1234:11e8), started
+//! by init for a guest whose kernel is `builtin:dma-test`. It sets up what any passthrough
+//! owner needs, through the servers only:
+//!
+//! 1. a DMA domain at the iommu-server, its buffer delegated and mapped at [`IOVA_BUFFER`];
+//! 2. the device claimed from the pci-server (quarantine, reset, attached to its domain), its
+//!    BAR 0 as a memory capability, memory decoding and bus mastering on through the filtered
+//!    config interface, fault reports subscribed;
+//!
+//! then runs three checks and prints `dma-test: check N passed: ...` for each:
+//!
+//! 1. the device copies a pattern from its buffer into the device and back to another part of
+//!    the buffer, and the driver reads it back;
+//! 2. an IRTE for its MSI line is allocated and programmed at the iommu-server, the pci-server
+//!    programs the device's MSI in remappable format, the device raises its interrupt and the
+//!    driver receives it on its notification;
+//! 3. the device writes to an IOVA the domain never mapped and to the host-physical address of
+//!    a canary page outside the domain: both are blocked (the iommu-server logs the fault line),
+//!    both fault reports reach the driver with the right requester id and page, and the canary
+//!    (read through the driver's read-only mapping) is unchanged.
+//!
+//! It ends with `dma-test: all 3 checks passed` (or names the failures) and reports to init as
+//! its guest's end: status 0 when every check passed, else the mask of failed checks.
+//!
+//! Capabilities (its table at start): 0-2 as every child; 3 = the iommu-server's portal, 4 =
+//! the pci-server's portal, 5 = its DMA buffer (read, write, DMA-map), 6 = the canary page
+//! (read, DMA-map), 7 = a notification its MSI line is bound to (wait), 8 = that line
+//! (acknowledge). Arguments: its guest index, its MSI line, the device's host BDF.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+// On the host only the host-tested modules are built; their users are not.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+
+mod clients;
+mod edu;
+mod verdict;
+
+#[cfg(target_os = "none")]
+mod driver;
+
+/// Where the device sees the driver's buffer.
+pub const IOVA_BUFFER: u64 = 0x10_0000;
+/// An I/O virtual address the driver never maps.
+pub const IOVA_UNMAPPED: u64 = 0x20_0000;
+
+/// Host builds only type-check the program; it runs on the Sluice kernel.
+#[cfg(not(target_os = "none"))]
+fn main() {}
