@@ -24,12 +24,26 @@ pub const CALL_FAILED: u32 = 0;
 /// The device request for `device` and `domain`; `None` with more aliases than a message
 /// carries.
 pub fn device_request(domain: u32, device: &DmaIdentity) -> Option<DeviceRequest> {
+    device_request_without(domain, device, |_| false)
+}
+
+/// The device request for `device` and `domain` without the aliases `skip` names (requester
+/// ids already placed in `domain` for another device of the same group: the iommu-server
+/// gives each requester id one device).
+pub fn device_request_without(
+    domain: u32,
+    device: &DmaIdentity,
+    skip: impl Fn(Bdf) -> bool,
+) -> Option<DeviceRequest> {
     let mut request = DeviceRequest {
         domain,
         device: iommu_api::Bdf(device.bdf.requester_id()),
         ..DeviceRequest::default()
     };
-    let aliases = device.requester_ids.iter().filter(|id| **id != device.bdf);
+    let aliases = device
+        .requester_ids
+        .iter()
+        .filter(|id| **id != device.bdf && !skip(**id));
     for (slot, alias) in request.aliases.iter_mut().zip(aliases.clone()) {
         *slot = iommu_api::Bdf(alias.requester_id());
     }
@@ -109,10 +123,18 @@ impl IommuClient {
     }
 
     fn attach(&mut self, domain: u32, device: &DmaIdentity) -> Result<(), IommuRefusal> {
-        let request = device_request(domain, device)
-            .ok_or(IommuRefusal(IommuError::InvalidAliases.code()))?;
+        // An alias another function of the group already put in this domain stays there: the
+        // function's DMA under that requester id is already where it must be.
+        let request = device_request_without(domain, device, |alias| {
+            self.domain_of(alias) == Some(domain)
+        })
+        .ok_or(IommuRefusal(IommuError::InvalidAliases.code()))?;
         self.call(Operation::AttachDevice, request.as_bytes())?;
         self.record(device.bdf, domain);
+        let count = usize::from(request.alias_count);
+        for alias in request.aliases.iter().take(count) {
+            self.record(Bdf::from_requester_id(alias.0), domain);
+        }
         Ok(())
     }
 }
@@ -163,6 +185,24 @@ mod tests {
         assert_eq!(request.alias_count, 1);
         assert_eq!(request.aliases[0], iommu_api::Bdf(0x0800));
         assert_eq!(request.aliases[1], iommu_api::Bdf(0));
+    }
+
+    #[test]
+    fn aliases_already_placed_by_a_group_member_are_left_out() {
+        let device = Bdf::new(6, 1, 0).unwrap();
+        let alias = Bdf::new(6, 0, 0).unwrap();
+        let mut requester_ids = heapless::Vec::new();
+        requester_ids.push(device).unwrap();
+        requester_ids.push(alias).unwrap();
+        let identity = DmaIdentity {
+            bdf: device,
+            requester_ids,
+        };
+        let request = device_request_without(0, &identity, |id| id == alias).unwrap();
+        assert_eq!(request.alias_count, 0);
+        assert_eq!(request.aliases[0], iommu_api::Bdf(0));
+        let request = device_request_without(0, &identity, |_| false).unwrap();
+        assert_eq!(request.alias_count, 1);
     }
 
     #[test]
