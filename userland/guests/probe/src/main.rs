@@ -105,6 +105,25 @@ mod guest {
                 println!("probe: triple fault on purpose");
                 descriptors::triple_fault()
             }
+            Mode::Wild => {
+                // Guest-physical memory nothing backs: neither RAM nor a device model.
+                const UNBACKED: u64 = 0xd000_0000;
+                // SAFETY: deliberately touching memory that does not exist; the VMM answers
+                // reads of unbacked addresses with all ones and drops writes.
+                let value = unsafe { core::ptr::read_volatile(UNBACKED as *const u64) };
+                println!("probe: read of unbacked {UNBACKED:#x} returned {value:#x}");
+                // SAFETY: as above.
+                unsafe { core::ptr::write_volatile(UNBACKED as *mut u64, 0x5a5a_5a5a) };
+                println!("probe: jumping into garbage");
+                let garbage: [u8; 16] = [0xff, 0xff, 0x0f, 0x0b, 0xc4, 0xc4, 0x8f, 0x8f, 0x62, 0x62, 0xd6, 0xf1, 0x0f, 0x37, 0xfe, 0xff];
+                // SAFETY: the point is to execute bytes that are not code: the guest ends in
+                // exceptions (its IDT catches the first and reports it) or a triple fault.
+                unsafe {
+                    let entry: extern "C" fn() = core::mem::transmute(garbage.as_ptr());
+                    entry();
+                }
+                report::exit(0xbad)
+            }
             Mode::Bench => {
                 let (iterations, total) = bench_cpuid_exits();
                 println!(

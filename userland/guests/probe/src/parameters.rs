@@ -19,6 +19,7 @@
 //! | `probe.mode=checks` | run every check, print the summary, exit through the debug port (the default) |
 //! | `probe.mode=triple-fault` | run every check, then print `probe: triple fault on purpose` and triple-fault |
 //! | `probe.mode=bench` | run every check, then time 10,000 CPUID exits and print a `bench:` line |
+//! | `probe.mode=wild` | run every check, then touch unbacked guest-physical memory and execute garbage |
 use core::fmt;
 
 /// Size of the block (one page).
@@ -44,6 +45,9 @@ pub enum Mode {
     Checks,
     /// Print `probe: triple fault on purpose`, then load an empty IDT and raise an exception.
     TripleFault,
+    /// After the checks, misbehave: read and write guest-physical memory nothing backs, then
+    /// jump into a page of garbage bytes. The VMM must stop the guest; the host keeps running.
+    Wild,
     /// After the checks, time CPUID exits (guest -> kernel -> VMM -> guest) with RDTSC and
     /// print `bench: vm-exit-cpuid-round-trip iterations=N total=T per=P unit=instructions`.
     Bench,
@@ -56,11 +60,12 @@ impl Mode {
             Mode::Checks => "checks",
             Mode::TripleFault => "triple-fault",
             Mode::Bench => "bench",
+            Mode::Wild => "wild",
         }
     }
 
     fn from_name(name: &[u8]) -> Option<Mode> {
-        [Mode::Checks, Mode::TripleFault, Mode::Bench]
+        [Mode::Checks, Mode::TripleFault, Mode::Bench, Mode::Wild]
             .into_iter()
             .find(|mode| mode.name().as_bytes() == name)
     }
@@ -122,12 +127,12 @@ impl fmt::Display for ParameterError<'_> {
             ),
             ParameterError::UnknownOption(word) => write!(
                 f,
-                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault, probe.mode=bench)",
+                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault, probe.mode=bench, probe.mode=wild)",
                 Escaped(word)
             ),
             ParameterError::UnknownMode(value) => write!(
                 f,
-                "unknown probe.mode \"{}\" (known: checks, triple-fault, bench)",
+                "unknown probe.mode \"{}\" (known: checks, triple-fault, bench, wild)",
                 Escaped(value)
             ),
             ParameterError::DuplicateMode => f.write_str("probe.mode= is given more than once"),
@@ -353,7 +358,7 @@ mod tests {
         let text = ParameterError::UnknownMode(b"tr\"ip\x01").to_string();
         assert_eq!(
             text,
-            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault, bench)"
+            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault, bench, wild)"
         );
         assert!(ParameterError::BadMagic(1)
             .to_string()
