@@ -3,7 +3,7 @@
 //! accesses). Layout, intercepts, exit decoding and reply application come from
 //! `kernel_virt::svm`; this file holds the privileged instructions.
 
-use super::{epoch, nested_root, take_reschedule};
+use super::{epoch, from_array, nested_root, take_reschedule, to_array};
 use crate::execution::OBJECTS;
 use crate::frames;
 use crate::paging::phys_to_virt;
@@ -159,21 +159,6 @@ pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
 pub fn destroy_vcpu(index: u32) {
     if let Some(vcpu) = VCPUS[index as usize % OBJECTS].lock().take() {
         frames::free(vcpu.vmcb);
-    }
-}
-
-/// Guest GPRs in `Gpr` order, as `svm_enter` reads and writes them.
-fn to_array(saved: &SavedRegisters) -> [u64; 16] {
-    let mut out = [0u64; 16];
-    for (slot, register) in out.iter_mut().zip(Gpr::ALL) {
-        *slot = saved.gpr.get(register);
-    }
-    out
-}
-
-fn from_array(saved: &mut SavedRegisters, registers: &[u64; 16]) {
-    for (value, register) in registers.iter().zip(Gpr::ALL) {
-        saved.gpr.set(register, *value);
     }
 }
 

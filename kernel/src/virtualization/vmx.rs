@@ -5,7 +5,7 @@
 //! accesses, guest EFER). Field encodings, control adjustment, exit decoding and reply
 //! application come from `kernel_virt::vmx`; this file holds the privileged instructions.
 
-use super::{epoch, nested_root, take_reschedule};
+use super::{epoch, from_array, nested_root, take_reschedule, to_array};
 use crate::execution::OBJECTS;
 use crate::frames;
 use crate::paging::phys_to_virt;
@@ -359,23 +359,6 @@ fn load(vcpu: &mut VmxVcpu, state: &mut VmxCpu, index: u32, cpu: usize) -> Resul
         vcpu.prepared_on = Some(cpu);
     }
     Ok(())
-}
-
-/// Guest GPRs in `Gpr` order.
-fn to_array(saved: &SavedRegisters) -> [u64; 16] {
-    let mut out = [0u64; 16];
-    for (slot, register) in out.iter_mut().zip(Gpr::ALL) {
-        *slot = saved.gpr.get(register);
-    }
-    out
-}
-
-fn from_array(saved: &mut SavedRegisters, registers: &[u64; 16]) {
-    for (value, register) in registers.iter().zip(Gpr::ALL) {
-        if register != Gpr::Rsp {
-            saved.gpr.set(register, *value);
-        }
-    }
 }
 
 /// Guest RDMSR/WRMSR of EFER, kept by the kernel (LMA follows CR0.PG; the entry control is
