@@ -24,16 +24,27 @@ const TRANSFER_OFFSET: usize = core::mem::offset_of!(Utcb, transfer);
 /// Where `thread`'s UTCB is, through the kernel's direct map: the UTCB is one page-aligned
 /// page (checked at `create_thread`), so one translation covers every field. `write` asks for a
 /// page the thread may write.
-fn utcb_pointer(kernel: &Kernel, thread: u32, write: bool) -> Result<*mut u8, Status> {
+fn utcb_pointer(kernel: &mut Kernel, thread: u32, write: bool) -> Result<*mut u8, Status> {
     let context = &kernel.threads[thread as usize];
     let domain = context.domain.ok_or(Status::Aborted)?;
-    let space = kernel.domains[domain.index as usize % OBJECTS]
-        .space
-        .as_ref()
-        .ok_or(Status::Aborted)?;
-    let physical = space
-        .translate(context.utcb, write)
-        .ok_or(Status::BadAddress)?;
+    let state = &kernel.domains[domain.index as usize % OBJECTS];
+    // The translation is cached per thread until the domain's mappings shrink: an unmap bumps
+    // the flush generation, and a mapped page cannot be replaced without an unmap first.
+    if let Some(cache) = context.utcb_cache {
+        if cache.generation == state.flush_generation && (cache.writable || !write) {
+            return Ok(crate::paging::phys_to_virt(cache.physical));
+        }
+    }
+    let space = state.space.as_ref().ok_or(Status::Aborted)?;
+    let utcb = context.utcb;
+    let physical = space.translate(utcb, write).ok_or(Status::BadAddress)?;
+    let writable = write || space.translate(utcb, true).is_some();
+    let generation = state.flush_generation;
+    kernel.threads[thread as usize].utcb_cache = Some(super::threads::UtcbCache {
+        physical,
+        writable,
+        generation,
+    });
     Ok(crate::paging::phys_to_virt(physical))
 }
 
@@ -308,7 +319,7 @@ pub fn expire_waits(kernel: &mut Kernel, cpu: usize) {
 
 /// Copies the untyped words of `thread`'s UTCB message into `words`; returns how many.
 pub fn read_message_words(
-    kernel: &Kernel,
+    kernel: &mut Kernel,
     thread: u32,
     words: &mut [u64; MAX_UNTYPED_WORDS],
 ) -> Result<usize, Status> {
@@ -331,7 +342,7 @@ pub fn read_message_words(
 }
 
 /// Writes `words` as `thread`'s message (label 0, no transfer items).
-pub fn write_message_words(kernel: &Kernel, thread: u32, words: &[u64]) -> Result<(), Status> {
+pub fn write_message_words(kernel: &mut Kernel, thread: u32, words: &[u64]) -> Result<(), Status> {
     let destination = utcb_pointer(kernel, thread, true)?;
     let count = words.len().min(MAX_UNTYPED_WORDS);
     let tag = MessageTag {

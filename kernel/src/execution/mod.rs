@@ -205,7 +205,7 @@ fn from_user(
     let mut next = handler(&mut kernel, cpu, current, frame);
     if let Next::RunVcpu(vcpu) = next {
         let mut reply = [0u64; 64];
-        let count = ipc::read_message_words(&kernel, current, &mut reply);
+        let count = ipc::read_message_words(&mut kernel, current, &mut reply);
         drop(kernel);
         let mut exit = [0u64; 64];
         let result =
@@ -213,7 +213,7 @@ fn from_user(
         kernel = KERNEL.lock();
         let preempted = sluice_abi::vcpu::ExitReason::Preempted.code();
         next = match result.and_then(|count| {
-            ipc::write_message_words(&kernel, current, &exit[..count]).map(|()| count)
+            ipc::write_message_words(&mut kernel, current, &exit[..count]).map(|()| count)
         }) {
             Ok(count) => {
                 frame.rax = sluice_abi::syscall::Status::Success.as_raw();

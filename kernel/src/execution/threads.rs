@@ -54,6 +54,17 @@ pub struct ThreadContext {
     pub callers_tail: Option<u32>,
     /// The next caller in the queue of the handler this thread waits on.
     pub next_caller: Option<u32>,
+    /// Where its UTCB is, while the domain's mappings have not shrunk (see `ipc::utcb_pointer`).
+    pub utcb_cache: Option<UtcbCache>,
+}
+
+/// A cached UTCB translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcbCache {
+    pub physical: u64,
+    pub writable: bool,
+    /// The domain's flush generation when it was cached.
+    pub generation: u64,
 }
 
 impl ThreadContext {
@@ -94,6 +105,7 @@ impl ThreadContext {
         callers_head: None,
         callers_tail: None,
         next_caller: None,
+        utcb_cache: None,
     };
 
     /// A fresh thread that will enter ring 3 at `rip` with `rsp`, RDI = its UTCB.
