@@ -94,7 +94,14 @@ pub fn run_dir(label: &str) -> Result<PathBuf, String> {
 fn qemu_command(iso: &Path, serial: &Path, machine: &Machine, options: &RunOptions) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     match options.emulator {
-        Emulator::Kvm => command.args(["-accel", "kvm", "-machine", "q35", "-cpu", "host"]),
+        Emulator::Kvm => command.args([
+            "-accel",
+            "kvm",
+            "-machine",
+            "q35,kernel-irqchip=split", // intel-iommu with intremap needs a split irqchip under KVM
+            "-cpu",
+            "host",
+        ]),
         _ => command.args([
             "-accel",
             "tcg",
