@@ -35,6 +35,8 @@ pub struct Access {
 /// One address space, owned by a protection domain.
 pub struct AddressSpace {
     pml4: u64,
+    /// Frames this space's page tables use (the PML4 and low PDPT included).
+    table_frames: u64,
 }
 
 fn table(phys: u64) -> *mut u64 {
@@ -61,7 +63,15 @@ impl AddressSpace {
             *table(low_pdpt) = paging::low_directory_entry();
             *table(pml4) = low_pdpt | PRESENT | WRITABLE | USER;
         }
-        Ok(AddressSpace { pml4 })
+        Ok(AddressSpace {
+            pml4,
+            table_frames: 2,
+        })
+    }
+
+    /// Frames its page tables use: kernel memory the domain's quota pays for.
+    pub fn table_frames(&self) -> u64 {
+        self.table_frames
     }
 
     /// The physical address to load into CR3.
@@ -83,6 +93,7 @@ impl AddressSpace {
                 let frame = frames::allocate().ok_or(MapError::OutOfMemory)?;
                 // SAFETY: as above; the new table is zeroed.
                 unsafe { *slot = frame | PRESENT | WRITABLE | USER };
+                self.table_frames += 1;
                 current = frame;
             } else if value & paging::LARGE != 0 || value & USER == 0 {
                 // A kernel or large mapping sits here: user pages may not go below it.

@@ -152,8 +152,11 @@ pub fn start_root_task(
     } else {
         (1u64 << resources.cpus) - 1
     };
+    // Init may hand out three quarters of the kernel's pool as quota (page tables, objects);
+    // the rest stays for what the kernel allocates on its own (VM tables, VMCBs/VMCSs).
+    let pool_bytes = frames::statistics().1 * PAGE_4K;
     let limit = Resources {
-        bytes: 64 << 20,
+        bytes: pool_bytes / 4 * 3,
         objects: (OBJECTS - 16) as u32,
         mappings: (super::MAPPINGS - 16) as u32,
     };

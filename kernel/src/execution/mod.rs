@@ -41,6 +41,9 @@ pub struct DomainState {
     pub name: [u8; 8],
     /// Bumped when a mapping is removed: CPUs reload CR3 before running the domain again.
     pub flush_generation: u64,
+    /// Page-table frames already charged to the domain's quota (its first two come with the
+    /// domain object's charge).
+    pub charged_tables: u64,
 }
 
 impl DomainState {
@@ -48,6 +51,7 @@ impl DomainState {
         space: None,
         name: [0; 8],
         flush_generation: 0,
+        charged_tables: 2,
     };
 
     /// The name as text.

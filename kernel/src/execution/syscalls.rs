@@ -224,9 +224,10 @@ fn execute(
                 ram,
                 ..
             } = kernel;
-            model.map(caller, memory, domain, range, offset, rights, |mapping| {
+            let mapping = model.map(caller, memory, domain, range, offset, rights, |mapping| {
                 install(domains, ram, mapping)
             })?;
+            charge_page_tables(kernel, caller, domain, range, mapping.domain)?;
             done
         }
         DecodedSyscall::Unmap { domain, range } => {
@@ -381,6 +382,38 @@ fn execute(
         DecodedSyscall::VcpuRun { vcpu } => {
             let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
             Ok(Outcome::Continue(Next::RunVcpu(vcpu.index)))
+        }
+    }
+}
+
+/// Charges the page-table frames a mapping added to the quota of the domain whose space grew;
+/// when the quota cannot pay, the mapping is taken back and the call fails with
+/// `QuotaExceeded` (the empty tables stay with the space and are paid for by a later mapping).
+fn charge_page_tables(
+    kernel: &mut Kernel,
+    caller: ObjectId,
+    domain: sluice_abi::syscall::Selector,
+    range: kernel_objects::UserSlice,
+    target: ObjectId,
+) -> Result<(), Status> {
+    let state = &kernel.domains[target.index as usize % OBJECTS];
+    let used = state.space.as_ref().map_or(0, AddressSpace::table_frames);
+    let extra = used.saturating_sub(state.charged_tables);
+    if extra == 0 {
+        return Ok(());
+    }
+    match kernel.model.charge_kernel_bytes(target, extra * PAGE_4K) {
+        Ok(()) => {
+            kernel.domains[target.index as usize % OBJECTS].charged_tables = used;
+            Ok(())
+        }
+        Err(status) => {
+            if let Ok(mapping) = kernel.model.unmap(caller, domain, range) {
+                with_sink(kernel, |_, sink| {
+                    kernel_objects::TeardownSink::mapping_removed(sink, &mapping)
+                });
+            }
+            Err(status)
         }
     }
 }

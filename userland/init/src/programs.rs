@@ -471,6 +471,9 @@ pub fn vmm_server(
         },
     });
     if memory > 0 {
+        // The guest's RAM is mapped into the vmm-server too: its page tables (one 4 KiB table
+        // per 2 MiB, plus the upper levels) are paid from this quota.
+        spec.quota.bytes = spec.quota.bytes.saturating_add(memory / 512 + 4 * PAGE);
         let _ = spec.grants.push(Grant {
             destination: 4,
             kind: GrantKind::Ram { size: memory },
