@@ -19,7 +19,12 @@ pub const IST_NMI: u8 = 2;
 
 const IST_STACK_SIZE: usize = 16 * 1024;
 
-/// The 64-bit TSS (SDM Vol. 3A, Figure 8-11).
+/// Bytes of an I/O permission bitmap: one bit per port (SDM Vol. 1, 19.5.2).
+pub const IO_BITMAP_BYTES: usize = 65536 / 8;
+
+/// The 64-bit TSS (SDM Vol. 3A, Figure 8-11) followed by the I/O permission bitmap of the
+/// domain running on this CPU (all ones, every port refused, for domains without ports) and
+/// the all-ones byte that must end it (SDM Vol. 1, 19.5.2).
 #[repr(C, packed)]
 struct TaskStateSegment {
     reserved0: u32,
@@ -29,6 +34,8 @@ struct TaskStateSegment {
     reserved2: u64,
     reserved3: u16,
     io_map_base: u16,
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+    io_bitmap_end: u8,
 }
 
 #[repr(C, align(16))]
@@ -46,8 +53,9 @@ const EMPTY_TSS: TaskStateSegment = TaskStateSegment {
     ist: [0; 7],
     reserved2: 0,
     reserved3: 0,
-    // No I/O permission bitmap: the offset points past the segment limit.
-    io_map_base: size_of::<TaskStateSegment>() as u16,
+    io_map_base: core::mem::offset_of!(TaskStateSegment, io_bitmap) as u16,
+    io_bitmap: [0xff; IO_BITMAP_BYTES],
+    io_bitmap_end: 0xff,
 };
 
 /// One TSS per CPU: a TSS is marked busy when loaded, so CPUs cannot share one.
@@ -70,6 +78,25 @@ static mut GDT: [[u64; 7]; CPUS] = [TEMPLATE; CPUS];
 struct DescriptorPointer {
     limit: u16,
     base: u64,
+}
+
+/// Loads a domain's I/O permission bitmap (its two 4 KiB halves; `None`: all ones, no port)
+/// into CPU `cpu`'s TSS; call only on that CPU before it returns to ring 3.
+pub fn load_io_bitmap(cpu: usize, halves: Option<[&[u8; 4096]; 2]>) {
+    // SAFETY: each CPU writes only its own TSS, whose bitmap the CPU reads only on IN/OUT in
+    // ring 3, which cannot run while this CPU is in the kernel.
+    unsafe {
+        let tss = &raw mut TSS[cpu % CPUS];
+        let bitmap = &raw mut (*tss).io_bitmap;
+        let bytes = bitmap as *mut u8;
+        match halves {
+            Some([low, high]) => {
+                core::ptr::copy_nonoverlapping(low.as_ptr(), bytes, 4096);
+                core::ptr::copy_nonoverlapping(high.as_ptr(), bytes.add(4096), 4096);
+            }
+            None => core::ptr::write_bytes(bytes, 0xff, IO_BITMAP_BYTES),
+        }
+    }
 }
 
 /// The address of CPU `cpu`'s TSS (VMX host state).

@@ -44,6 +44,9 @@ pub struct DomainState {
     /// Page-table frames already charged to the domain's quota (its first two come with the
     /// domain object's charge).
     pub charged_tables: u64,
+    /// The domain's I/O permission bitmap (two frames, a set bit refuses the port), once
+    /// `io_allow` gave it ports.
+    pub io_bitmap: Option<[u64; 2]>,
 }
 
 impl DomainState {
@@ -52,6 +55,7 @@ impl DomainState {
         name: [0; 8],
         flush_generation: 0,
         charged_tables: 2,
+        io_bitmap: None,
     };
 
     /// The name as text.
@@ -76,6 +80,8 @@ pub struct Kernel {
     pub ram: heapless::Vec<(u64, u64), 32>,
     /// Per CPU: the domain whose CR3 is loaded and the flush generation seen.
     loaded: [(Option<ObjectId>, u64); MAX_CPUS],
+    /// Per CPU: whether its TSS holds a domain's I/O bitmap (else all ones).
+    loaded_ports: [bool; MAX_CPUS],
 }
 
 static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
@@ -88,6 +94,7 @@ static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
     ticks: 0,
     ram: heapless::Vec::new(),
     loaded: [(None, 0); MAX_CPUS],
+    loaded_ports: [false; MAX_CPUS],
 });
 
 /// What a handler wants after it ran.
@@ -187,8 +194,22 @@ impl Kernel {
                 // SAFETY: the root is a valid PML4 sharing the kernel half, so the kernel keeps
                 // running after the switch; reloading also flushes non-global TLB entries.
                 unsafe { core::arch::asm!("mov cr3, {}", in(reg) space.root(), options(nostack)) };
-                self.loaded[cpu] = (Some(domain), generation);
             }
+            let halves = state.io_bitmap.map(|[low, high]| {
+                // SAFETY: the bitmap frames belong to this domain and lie in the direct map.
+                unsafe {
+                    [
+                        &*(crate::paging::phys_to_virt(low) as *const [u8; 4096]),
+                        &*(crate::paging::phys_to_virt(high) as *const [u8; 4096]),
+                    ]
+                }
+            });
+            let had_ports = self.loaded_ports[cpu];
+            if halves.is_some() || had_ports {
+                crate::gdt::load_io_bitmap(cpu, halves);
+            }
+            self.loaded_ports[cpu] = halves.is_some();
+            self.loaded[cpu] = (Some(domain), generation);
         }
     }
 }

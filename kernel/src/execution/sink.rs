@@ -55,6 +55,15 @@ impl TeardownSink for RestSink<'_> {
             crate::virtualization::unmap(mapping.domain.index, base, length);
             return;
         }
+        if let MappingKind::IoPorts { first, count } = mapping.kind {
+            let state = &mut self.domains[mapping.domain.index as usize % OBJECTS];
+            if let Some(bitmap) = state.io_bitmap {
+                super::syscalls::set_port_bits(bitmap, first, count, true);
+            }
+            state.flush_generation += 1;
+            crate::smp::flush_everywhere();
+            return;
+        }
         let MappingKind::Memory { range, .. } = mapping.kind else {
             return;
         };
@@ -93,6 +102,10 @@ impl TeardownSink for RestSink<'_> {
                 let state = &mut self.domains[id.index as usize % OBJECTS];
                 if let Some(space) = state.space.take() {
                     space.destroy();
+                }
+                if let Some([low, high]) = state.io_bitmap.take() {
+                    crate::frames::free(low);
+                    crate::frames::free(high);
                 }
                 state.name = [0; 8];
             }

@@ -110,6 +110,7 @@ fn execute(
                     let state = kernel.domain(id);
                     state.space = Some(space);
                     state.name = name;
+                    state.charged_tables = 2;
                     done
                 }
                 Err(error) => {
@@ -303,7 +304,41 @@ fn execute(
             crate::interrupt_routing::unmask(line);
             done
         }
-        DecodedSyscall::IoAllow { .. } => Err(Status::NotImplemented),
+        DecodedSyscall::IoAllow { io_range, domain } => {
+            let Kernel { model, domains, .. } = kernel;
+            model.io_allow(caller, io_range, domain, |mapping| {
+                let MappingKind::IoPorts { first, count } = mapping.kind else {
+                    return Err(Status::InvalidArgument);
+                };
+                let state = &mut domains[mapping.domain.index as usize % OBJECTS];
+                let bitmap = match state.io_bitmap {
+                    Some(bitmap) => bitmap,
+                    None => {
+                        let low = crate::frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+                        let Some(high) = crate::frames::allocate() else {
+                            crate::frames::free(low);
+                            return Err(Status::OutOfKernelMemory);
+                        };
+                        for frame in [low, high] {
+                            // SAFETY: a fresh frame in the direct map, owned by this bitmap.
+                            unsafe {
+                                core::ptr::write_bytes(
+                                    crate::paging::phys_to_virt(frame),
+                                    0xff,
+                                    4096,
+                                )
+                            };
+                        }
+                        state.io_bitmap = Some([low, high]);
+                        [low, high]
+                    }
+                };
+                set_port_bits(bitmap, first, count, false);
+                state.flush_generation += 1;
+                Ok(())
+            })?;
+            done
+        }
         DecodedSyscall::CreateVm { destination } => {
             if crate::virtualization::backend() == crate::virtualization::Backend::None {
                 return Err(Status::NotImplemented);
@@ -382,6 +417,22 @@ fn execute(
         DecodedSyscall::VcpuRun { vcpu } => {
             let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
             Ok(Outcome::Continue(Next::RunVcpu(vcpu.index)))
+        }
+    }
+}
+
+/// Sets (`refuse`) or clears the bits of ports `first .. first + count` in a domain's I/O
+/// permission bitmap (two frames; a set bit refuses the port, SDM Vol. 1 19.5.2).
+pub fn set_port_bits(bitmap: [u64; 2], first: u16, count: u32, refuse: bool) {
+    let end = (u32::from(first) + count).min(65536);
+    for port in u32::from(first)..end {
+        let (frame, bit) = (bitmap[(port / 32768) as usize], port % 32768);
+        // SAFETY: the bitmap frames belong to the domain and lie in the direct map; the byte
+        // index is below 4096.
+        unsafe {
+            let byte = crate::paging::phys_to_virt(frame).add((bit / 8) as usize);
+            let mask = 1u8 << (bit % 8);
+            *byte = if refuse { *byte | mask } else { *byte & !mask };
         }
     }
 }

@@ -38,6 +38,11 @@ pub enum Object {
         base: u64,
         size: u64,
     },
+    /// I/O ports `first .. first + count`.
+    IoPorts {
+        first: u16,
+        count: u32,
+    },
     /// Every interrupt line (`line` = None), or one line bound to a notification bit.
     Interrupt {
         line: Option<u32>,
@@ -518,6 +523,32 @@ impl Kernel for FakeKernel {
         self.record(Syscall::CreateInterrupt, arguments, result)
     }
 
+    fn create_io_range(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        first: u16,
+        count: u32,
+    ) -> Result<(), Status> {
+        let arguments = [
+            u64::from(source.0),
+            u64::from(destination.0),
+            u64::from(first),
+            u64::from(count),
+            0,
+            0,
+        ];
+        let result = self.enter(Syscall::CreateIoRange).and_then(|()| {
+            if source.0 != sluice_abi::boot::selector::IO_PORTS {
+                return Err(Status::WrongType);
+            }
+            if count == 0 || u32::from(first) + count > 65536 {
+                return Err(Status::InvalidArgument);
+            }
+            self.create(destination, Object::IoPorts { first, count }, 1)
+        });
+        self.record(Syscall::CreateIoRange, arguments, result)
+    }
     fn create_memory(
         &mut self,
         source: Selector,

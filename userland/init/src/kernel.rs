@@ -52,6 +52,14 @@ pub trait Kernel {
         notification: Selector,
         bit: u8,
     ) -> Result<(), Status>;
+    /// `create_io_range`: ports `first .. first + count` of `source`.
+    fn create_io_range(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        first: u16,
+        count: u32,
+    ) -> Result<(), Status>;
     /// `create_memory`.
     fn create_memory(
         &mut self,

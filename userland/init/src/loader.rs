@@ -317,6 +317,19 @@ pub fn load<K: Kernel>(
                 let portal = loader.create_portal(handler, spec.number)?;
                 loader.delegate(portal, domain, grant.destination, PortalRights::CALL.bits())?;
             }
+            GrantKind::IoPorts { first, count } => {
+                let ports = loader.resources.selector()?;
+                let source = Selector(sluice_abi::boot::selector::IO_PORTS);
+                let refused = loader.refused(Action::Delegate {
+                    destination: grant.destination,
+                });
+                loader
+                    .kernel
+                    .create_io_range(source, ports, first, count)
+                    .map_err(refused)?;
+                let access = sluice_abi::syscall::IoPortRights::ACCESS.bits();
+                loader.delegate(ports, domain, grant.destination, access)?;
+            }
             GrantKind::Ram { size } => {
                 let memory = loader.resources.carve_ram(
                     loader.kernel,

@@ -84,6 +84,9 @@ pub const BENCH_PRIORITY: u8 = 30;
 pub enum GrantKind {
     /// A new portal served by `handler` (a thread in init's table), id = the child's number.
     PortalTo { handler: Selector },
+    /// I/O ports `first .. first + count`, carved from the boot I/O capability (`ACCESS`);
+    /// the program lets itself use them with `io_allow` on its own domain.
+    IoPorts { first: u16, count: u32 },
     /// RAM carved for the program (every memory right, including DMA-map and retype): a
     /// guest's memory for a vmm-server.
     Ram { size: u64 },
@@ -493,7 +496,10 @@ pub fn vmm_server(
 }
 
 /// Domain names of the misbehave runs, by mode.
-const MISBEHAVE_NAMES: [&str; 4] = ["misbeh-1", "misbeh-2", "misbeh-3", "misbeh-4"];
+const MISBEHAVE_NAMES: [&str; 5] = ["misbeh-1", "misbeh-2", "misbeh-3", "misbeh-4", "misbeh-5"];
+
+/// The port misbehave mode 5 is given (0x80, the POST diagnostic port: writes are harmless).
+pub const MISBEHAVE_PORT: u16 = 0x80;
 
 /// Misbehave in `mode` (1..=4; other modes get the last name): argument 0 = the mode.
 pub fn misbehave(mode: u64) -> ProgramSpec {
@@ -510,8 +516,23 @@ pub fn misbehave(mode: u64) -> ProgramSpec {
         stack_size: CHILD_STACK_SIZE,
         quota: MISBEHAVE_QUOTA,
         arguments,
-        grants: heapless::Vec::new(),
+        grants: misbehave_grants(mode),
     }
+}
+
+/// Mode 5 gets one I/O port at selector 3 (it may use it; any other port faults).
+fn misbehave_grants(mode: u64) -> heapless::Vec<Grant, MAX_GRANTS> {
+    let mut grants = heapless::Vec::new();
+    if mode == 5 {
+        let _ = grants.push(Grant {
+            destination: 3,
+            kind: GrantKind::IoPorts {
+                first: MISBEHAVE_PORT,
+                count: 1,
+            },
+        });
+    }
+    grants
 }
 
 /// The benchmark in `mode` (1 = server, 2 = client with 3 = a portal to `server_thread`).

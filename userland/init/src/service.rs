@@ -26,7 +26,7 @@ pub const SERVERS: [(u64, &str); 3] = [
 ];
 
 /// The last misbehave mode.
-pub const LAST_MISBEHAVE_MODE: u64 = 4;
+pub const LAST_MISBEHAVE_MODE: u64 = 5;
 
 /// What init does after answering a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

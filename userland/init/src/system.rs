@@ -71,6 +71,15 @@ impl Kernel for SystemKernel {
     ) -> Result<(), Status> {
         sys::create_interrupt(source, destination, line, notification, bit)
     }
+    fn create_io_range(
+        &mut self,
+        source: Selector,
+        destination: Selector,
+        first: u16,
+        count: u32,
+    ) -> Result<(), Status> {
+        sys::create_io_range(source, destination, first, count)
+    }
     fn create_memory(
         &mut self,
         source: Selector,

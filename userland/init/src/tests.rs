@@ -146,7 +146,7 @@ fn the_fault_watcher_runs_in_inits_domain_with_its_portal_on_its_stack() {
 }
 
 #[test]
-fn misbehave_runs_four_modes_one_at_a_time_and_counts_three_faults() {
+fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
     let mut fixture = Fixture::new();
     fixture.set_cmdline("exit=qemu init.misbehave");
     let mut kernel = fixture.kernel();
@@ -157,7 +157,7 @@ fn misbehave_runs_four_modes_one_at_a_time_and_counts_three_faults() {
         second: Status::WrongType.as_raw(),
     };
     kernel.push_request(4, report.encode());
-    for _ in 0..3 {
+    for _ in 0..4 {
         kernel.push_request(FAULT_PORTAL_ID, Request::Fault { bits: 1 }.encode());
     }
     let (code, log) = run(&mut kernel, &fixture);
@@ -166,7 +166,7 @@ fn misbehave_runs_four_modes_one_at_a_time_and_counts_three_faults() {
     assert!(log.lines().any(|l| l == "init: system up: 3 servers ready"));
     assert!(log
         .lines()
-        .any(|l| l == "init: misbehaving program: 3 faults reported, system still running"));
+        .any(|l| l == "init: misbehaving program: 4 faults reported, system still running"));
     // Mode 1 starts after the readies; each later mode one request later (the guest end
     // queued after the readies takes one).
     let mut received = 0;
@@ -189,12 +189,24 @@ fn misbehave_runs_four_modes_one_at_a_time_and_counts_three_faults() {
             (name("misbeh-2"), 5),
             (name("misbeh-3"), 6),
             (name("misbeh-4"), 7),
+            (name("misbeh-5"), 8),
         ]
     );
-    for mode in 1..=4u64 {
+    for mode in 1..=5u64 {
         let domain = kernel.domain_named(&format!("misbeh-{mode}")).unwrap();
         let table = kernel.table(domain);
-        assert_eq!(table.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        let expected: &[u32] = if mode == 5 { &[0, 1, 2, 3] } else { &[0, 1, 2] };
+        assert_eq!(table.keys().copied().collect::<Vec<_>>(), expected);
+        if mode == 5 {
+            let ports = kernel.objects[table[&3].object].clone();
+            assert_eq!(
+                ports,
+                Object::IoPorts {
+                    first: 0x80,
+                    count: 1
+                }
+            );
+        }
         let portal = kernel.objects[table[&2].object].clone();
         assert_eq!(
             portal,

@@ -10,6 +10,7 @@
 //! | 2 | `debug_write` of a kernel-half address, then a store through a wild kernel-half pointer | `BadAddress`, then a page fault |
 //! | 3 | a load from an unmapped user address | page fault |
 //! | 4 | `cli` then `hlt` in ring 3 (Intel SDM Vol. 3A 2.8, 6.15: #GP when CPL > IOPL / CPL != 0) | general-protection fault |
+//! | 5 | `io_allow` of its one granted port, a write to it, then a read of a port it was not given | the write works; #GP on the read |
 //!
 //! Capabilities: 0 = its own domain, 1 = its own thread, 2 = init's portal (`CALL`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -48,6 +49,7 @@ fn run(startup: Startup) {
         Some(2) => wild_pointer(),
         Some(3) => unmapped_read(),
         Some(4) => privileged_instruction(),
+        Some(5) => port_access(),
         _ => log!("misbehave: unknown mode, exiting"),
     }
 }
@@ -120,6 +122,38 @@ fn privileged_instruction() {
         core::arch::asm!("cli", "hlt", options(nomem, nostack));
     }
     log!("misbehave: cli; hlt did not fault (wrong!)");
+}
+
+/// The port mode 5 is given (init: `MISBEHAVE_PORT`) and one it is not (the PS/2 data port).
+const GRANTED_PORT: u16 = 0x80;
+const OTHER_PORT: u16 = 0x60;
+/// Mode 5's I/O port capability.
+const PORTS: Selector = Selector(3);
+
+/// Mode 5: the granted port works once the program lets itself use it (`io_allow` on its own
+/// domain); any other port raises #GP (the TSS I/O bitmap, SDM Vol. 1 19.5.2).
+fn port_access() {
+    match sluice_rt::sys::io_allow(PORTS, Selector(selector::SELF_DOMAIN)) {
+        Ok(()) => log!("misbehave: io_allow of port {GRANTED_PORT:#x} accepted"),
+        Err(status) => {
+            log!("misbehave: io_allow refused: {status:?} (wrong!)");
+            return;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: port 0x80 is the POST diagnostic port; writing it has no effect on the machine.
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") GRANTED_PORT, in("al") 0x5au8, options(nomem, nostack));
+    }
+    log!("misbehave: wrote port {GRANTED_PORT:#x}; reading port {OTHER_PORT:#x}, which was not granted");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the port is not in this domain's I/O bitmap, so the CPU raises #GP and the kernel
+    // stops this thread; were it granted, a read of the PS/2 data port changes nothing here.
+    unsafe {
+        let _value: u8;
+        core::arch::asm!("in al, dx", in("dx") OTHER_PORT, out("al") _value, options(nomem, nostack));
+    }
+    log!("misbehave: the read of port {OTHER_PORT:#x} did not fault (wrong!)");
 }
 
 /// Stores to `address` in assembly: the fault is the point, so no Rust reference is formed.

@@ -118,8 +118,12 @@ fn misbehave_is_driven_one_mode_at_a_time() {
         service.handle(FAULT_PORTAL_ID, &fault).1,
         Next::StartMisbehave { mode: 4 }
     );
+    assert_eq!(
+        service.handle(FAULT_PORTAL_ID, &fault).1,
+        Next::StartMisbehave { mode: 5 }
+    );
     assert_eq!(service.handle(FAULT_PORTAL_ID, &fault).1, Next::Finished);
-    assert_eq!(service.faults(), 3);
+    assert_eq!(service.faults(), 4);
     // After the end, nothing more is expected.
     assert_eq!(
         service.handle(FAULT_PORTAL_ID, &fault).1,
