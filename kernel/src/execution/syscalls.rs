@@ -12,7 +12,7 @@ use crate::paging::PAGE_4K;
 use crate::trap::TrapFrame;
 use kernel_objects::{decode, DecodedSyscall, Mapping, MappingKind, Object, ObjectId};
 use sluice_abi::syscall::{
-    MemoryRights, ObjectType, RawRegisters, ShutdownKind, Status, ThreadOperation,
+    MemoryRights, ObjectType, RawRegisters, ShutdownKind, Status, Syscall, ThreadOperation,
 };
 
 /// Handles the system call of thread `current` (its registers are in `frame`).
@@ -23,10 +23,35 @@ pub fn handle(kernel: &mut Kernel, cpu: usize, current: u32, frame: &mut TrapFra
             frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
         ],
     };
+    // IPC fast path: a well-formed `call` or `reply_and_wait` (the forms `decode` accepts for
+    // them) goes straight to IPC; anything else takes the generic decoder, which names errors.
+    let unused_clear = registers.arguments[1..].iter().all(|&value| value == 0);
+    if unused_clear
+        && registers.number == Syscall::Call as u64
+        && registers.arguments[0] < SLOTS as u64
+    {
+        let portal = sluice_abi::syscall::Selector(registers.arguments[0] as u32);
+        return finish(
+            frame,
+            ipc::call(kernel, cpu, current, portal).map(Outcome::Continue),
+        );
+    }
+    if unused_clear
+        && registers.number == Syscall::ReplyAndWait as u64
+        && registers.arguments[0] == 0
+    {
+        let result = ipc::reply_and_wait(kernel, cpu, current, frame).map(Outcome::Continue);
+        return finish(frame, result);
+    }
     let result = match decode(&registers, SLOTS as u32) {
         Ok(call) => execute(kernel, cpu, current, frame, call),
         Err(status) => Err(status),
     };
+    finish(frame, result)
+}
+
+/// Puts a call's outcome into the caller's registers and says what runs next.
+fn finish(frame: &mut TrapFrame, result: Result<Outcome, Status>) -> Next {
     match result {
         Ok(Outcome::Done(value)) => {
             frame.rax = Status::Success.as_raw();
