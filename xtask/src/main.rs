@@ -78,7 +78,7 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Boot the benchmark system under QEMU -icount and print instruction counts.
+    /// Boot the benchmark system under QEMU -icount (SVM) and Bochs (VMX); print instruction counts.
     Bench {
         /// Print JSON instead of a table.
         #[arg(long)]
