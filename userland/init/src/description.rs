@@ -28,6 +28,9 @@ pub struct SystemFacts {
     pub dma_tests: heapless::Vec<(u16, Option<u16>), MAX_VM_GUESTS>,
     /// The manifest allows passthrough without interrupt remapping.
     pub insecure_no_interrupt_remapping: bool,
+    /// Guests whose kernel is a boot module (a Linux kernel): not started, and the boot
+    /// reports them as failed rather than claiming the system came up as described.
+    pub unsupported_guests: usize,
 }
 
 /// Most VM guests init starts a vmm-server for.
@@ -116,6 +119,13 @@ pub fn read<K: Kernel>(kernel: &mut K, boot: &BootInfo) -> Result<SystemFacts, I
                 CpuList(guest.cpu_mask),
                 guest.vcpus
             );
+            if let sluice_sysdesc::Kernel::Module(module) = guest.kernel {
+                sluice_rt::log!(
+                    "init: guest {}: kernel module {module} (a Linux kernel) cannot be booted yet: \
+                     only the built-in guests run; this guest is not started",
+                    guest.name
+                );
+            }
         }
         let vm_guests = description
             .guests()
@@ -152,7 +162,12 @@ pub fn read<K: Kernel>(kernel: &mut K, boot: &BootInfo) -> Result<SystemFacts, I
             .collect();
         let insecure_no_interrupt_remapping =
             description.flags() & sluice_sysdesc::FLAG_INSECURE_NO_IRQ_REMAP != 0;
+        let unsupported_guests = description
+            .guests()
+            .filter(|guest| matches!(guest.kernel, sluice_sysdesc::Kernel::Module(_)))
+            .count();
         SystemFacts {
+            unsupported_guests,
             dma_tests,
             insecure_no_interrupt_remapping,
             vm_guests,

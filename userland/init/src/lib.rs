@@ -127,7 +127,17 @@ fn boot_system<K: Kernel>(
         boot,
         &mut resources,
         Service::with(misbehave, servers, guests),
-    )
+    )?;
+    if facts.unsupported_guests > 0 {
+        log!(
+            "init: {} guests not started (Linux kernels cannot be booted yet)",
+            facts.unsupported_guests
+        );
+        return Err(InitError::GuestsFailed {
+            failed: facts.unsupported_guests as u64,
+        });
+    }
+    Ok(())
 }
 
 /// The service loop: answers every request and acts on what the [`Service`] says next.

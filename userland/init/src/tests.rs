@@ -95,6 +95,56 @@ fn the_vmm_server_runs_on_its_guests_cpu_with_the_guest_index_as_argument() {
 }
 
 #[test]
+fn a_guest_with_a_linux_kernel_is_not_started_and_fails_the_boot() {
+    use sluice_sysdesc::{BuiltinGuest, GuestSpec, Kernel as GuestKernel, SystemSpec};
+    let guests = [
+        GuestSpec {
+            name: "probe",
+            memory_bytes: 2 * MIB,
+            cpu_mask: 0b10,
+            vcpus: 1,
+            kernel: GuestKernel::Builtin(BuiltinGuest::Probe),
+            cmdline: "",
+        },
+        GuestSpec {
+            name: "debian",
+            memory_bytes: 256 * MIB,
+            cpu_mask: 0b1,
+            vcpus: 1,
+            kernel: GuestKernel::Module(0),
+            cmdline: "console=ttyS0",
+        },
+    ];
+    let spec = SystemSpec {
+        name: "mixed",
+        machine_memory: 512 * MIB,
+        machine_cpus: 2,
+        flags: 0,
+        guests: &guests,
+        devices: &[],
+    };
+    let mut description = vec![0u8; 4096];
+    let length = sluice_sysdesc::write(&spec, &mut description).unwrap();
+    description.truncate(length);
+    let mut fixture = Fixture::new();
+    fixture.replace_module("sysdesc", &description);
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let (code, log) = run(&mut kernel, &fixture);
+    assert_eq!(code, 13, "{log}");
+    assert!(
+        log.contains("init: guest debian: kernel module 0 (a Linux kernel) cannot be booted yet"),
+        "{log}"
+    );
+    assert!(log.contains("init: 1 guests not started"), "{log}");
+    assert_eq!(
+        kernel.domain_named("vmm").into_iter().count(),
+        1,
+        "only the built-in guest gets a vmm-server"
+    );
+}
+
+#[test]
 fn a_guest_cpu_the_machine_lacks_falls_back_to_cpu_zero() {
     let mut fixture = Fixture::new();
     fixture.boot.cpus = 1;
