@@ -424,6 +424,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
                 internal_references: 0,
                 payer: plan.payer,
                 charge: plan.charge,
+                extra_bytes: 0,
             },
         );
         if inserted {

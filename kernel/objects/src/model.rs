@@ -229,6 +229,49 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
         Ok(())
     }
 
+    /// Charge kernel memory that belongs to object `id` (a VM's nested page tables, say) to
+    /// the domain that paid for the object; it is refunded with the object's own charge when
+    /// the object is freed. Objects the kernel made at boot have no payer: nothing is charged.
+    /// Changes nothing on an error.
+    ///
+    /// Errors: `InvalidSelector` (no such object), `QuotaExceeded`.
+    pub fn charge_to_object(&mut self, id: ObjectId, bytes: u64) -> Result<(), Status> {
+        let entry = self.objects.get(id).ok_or(Status::InvalidSelector)?;
+        let Some(payer) = entry.payer else {
+            return Ok(());
+        };
+        let amount = Resources {
+            bytes,
+            ..Resources::ZERO
+        };
+        self.check_charge(payer, amount)?;
+        self.adjust_quota(payer, amount, true);
+        if let Some(entry) = self.objects.get_mut(id) {
+            entry.charge.bytes = entry.charge.bytes.saturating_add(bytes);
+            entry.extra_bytes = entry.extra_bytes.saturating_add(bytes);
+        }
+        Ok(())
+    }
+
+    /// Give back up to `bytes` charged with [`ObjectModel::charge_to_object`] (never more than
+    /// the object carries beyond its own creation charge).
+    pub fn refund_to_object(&mut self, id: ObjectId, bytes: u64) {
+        let Some(entry) = self.objects.get_mut(id) else {
+            return;
+        };
+        let Some(payer) = entry.payer else {
+            return;
+        };
+        let bytes = bytes.min(entry.extra_bytes);
+        entry.extra_bytes -= bytes;
+        entry.charge.bytes = entry.charge.bytes.saturating_sub(bytes);
+        let amount = Resources {
+            bytes,
+            ..Resources::ZERO
+        };
+        self.adjust_quota(payer, amount, false);
+    }
+
     /// Give back bytes charged with [`ObjectModel::charge_kernel_bytes`].
     pub fn refund_kernel_bytes<S: TeardownSink>(
         &mut self,

@@ -247,6 +247,8 @@ pub struct ObjectEntry {
     pub payer: Option<ObjectId>,
     /// Exactly what was charged, refunded when it is freed.
     pub charge: Resources,
+    /// The part of `charge.bytes` added after creation ([`crate::ObjectModel::charge_to_object`]).
+    pub extra_bytes: u64,
 }
 
 /// One slot of the object table.

@@ -177,3 +177,51 @@ fn generous_child() -> kernel_objects::Resources {
         mappings: 4,
     }
 }
+
+#[test]
+fn nested_table_memory_is_charged_to_the_vms_payer_and_refunded_with_the_vm() {
+    let (mut model, root) = boot();
+    let child = model
+        .create_domain(root, Selector(2), small(), 0b1)
+        .unwrap();
+    // The child creates its own VM, so the child pays for it.
+    let before = model.quota(child).unwrap().used();
+    model.create_vm(child, VM).unwrap();
+    let (_, capability) = model.lookup(child, VM, ObjectType::Vm, 0).unwrap();
+    let vm = capability.object;
+    let with_vm = model.quota(child).unwrap().used();
+    assert!(with_vm.bytes > before.bytes);
+
+    model.charge_to_object(vm, 3 * 4096).unwrap();
+    assert_eq!(
+        model.quota(child).unwrap().used().bytes,
+        with_vm.bytes + 3 * 4096
+    );
+    // More than the quota holds: refused, nothing changes.
+    assert_eq!(
+        model.charge_to_object(vm, small().bytes),
+        Err(Status::QuotaExceeded)
+    );
+    assert_eq!(
+        model.quota(child).unwrap().used().bytes,
+        with_vm.bytes + 3 * 4096
+    );
+    // Refunds never reach below the VM's own creation charge.
+    model.refund_to_object(vm, 4096);
+    assert_eq!(
+        model.quota(child).unwrap().used().bytes,
+        with_vm.bytes + 2 * 4096
+    );
+    model.refund_to_object(vm, 1 << 40);
+    assert_eq!(model.quota(child).unwrap().used(), with_vm);
+    // What is still charged comes back when the VM is freed.
+    model.charge_to_object(vm, 5 * 4096).unwrap();
+    let mut sink = Recorder::default();
+    model.delete(child, VM, &mut sink).unwrap();
+    assert_eq!(model.quota(child).unwrap().used(), before);
+    // Unknown objects are refused.
+    assert_eq!(
+        model.charge_to_object(vm, 4096),
+        Err(Status::InvalidSelector)
+    );
+}

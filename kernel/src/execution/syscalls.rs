@@ -405,8 +405,32 @@ fn execute(
             size,
             rights,
         } => {
+            // The nested tables this mapping may add are charged to whoever paid for the VM
+            // (the most it can need, then what it did not need comes back), so no VMM can
+            // exhaust the kernel's frames through guest mappings.
+            let (_, vm_capability) = kernel.model.lookup(
+                caller,
+                vm,
+                ObjectType::Vm,
+                sluice_abi::syscall::VmRights::MAP.bits(),
+            )?;
+            let vm_object = vm_capability.object;
+            let in_range = guest_physical
+                .checked_add(size)
+                .is_some_and(|end| end <= kernel_objects::virtualization::GUEST_PHYSICAL_LIMIT);
+            let reserved = if in_range {
+                kernel_virt::nested_paging::tables_bound(
+                    kernel_virt::GuestPhys(guest_physical),
+                    size,
+                )
+                .saturating_mul(PAGE_4K)
+            } else {
+                0
+            };
+            kernel.model.charge_to_object(vm_object, reserved)?;
+            let mut created_tables = 0;
             let Kernel { model, ram, .. } = kernel;
-            model.vm_map(
+            let result = model.vm_map(
                 caller,
                 memory,
                 vm,
@@ -427,16 +451,20 @@ fn execute(
                     let uncached = !ram
                         .iter()
                         .any(|&(start, end)| start <= physical.0 && physical.0 < end);
-                    crate::virtualization::map(
+                    created_tables = crate::virtualization::map(
                         mapping.domain.index,
                         base,
                         physical.0,
                         length,
                         rights,
                         uncached,
-                    )
+                    )?;
+                    Ok(())
                 },
-            )?;
+            );
+            let used = created_tables.saturating_mul(PAGE_4K).min(reserved);
+            kernel.model.refund_to_object(vm_object, reserved - used);
+            result?;
             done
         }
         DecodedSyscall::VcpuRun { vcpu } => {

@@ -62,7 +62,7 @@ impl Tables {
         size: u64,
         rights: Rights,
         memory_type: MemoryType,
-    ) -> Result<(), MapError> {
+    ) -> Result<u64, MapError> {
         let (gpa, hpa) = (GuestPhys(gpa), HostPhys(hpa));
         match self {
             Tables::Npt(t) => t
@@ -75,7 +75,7 @@ impl Tables {
                     rights,
                     memory_type,
                 )
-                .map(|_| ()),
+                .map(|report| report.tables_created),
             Tables::Ept(t) => t
                 .map(
                     &mut DirectMap,
@@ -86,7 +86,7 @@ impl Tables {
                     rights,
                     memory_type,
                 )
-                .map(|_| ()),
+                .map(|report| report.tables_created),
         }
     }
 
@@ -170,7 +170,8 @@ pub fn nested_root(index: u32) -> Option<u64> {
         .map(|vm| vm.tables.root())
 }
 
-/// Maps `[gpa, gpa + size)` to `hpa` in VM `index` (all or nothing).
+/// Maps `[gpa, gpa + size)` to `hpa` in VM `index` (all or nothing); returns the number of
+/// table frames it added (at most `tables_bound(gpa, size)`).
 pub fn map(
     index: u32,
     gpa: u64,
@@ -178,7 +179,7 @@ pub fn map(
     size: u64,
     rights: MemoryRights,
     uncached: bool,
-) -> Result<(), Status> {
+) -> Result<u64, Status> {
     let mut vms = VMS.lock();
     let vm = vms[index as usize % OBJECTS]
         .as_mut()

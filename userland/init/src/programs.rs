@@ -475,8 +475,15 @@ pub fn vmm_server(
     });
     if memory > 0 {
         // The guest's RAM is mapped into the vmm-server too: its page tables (one 4 KiB table
-        // per 2 MiB, plus the upper levels) are paid from this quota.
-        spec.quota.bytes = spec.quota.bytes.saturating_add(memory / 512 + 4 * PAGE);
+        // per 2 MiB, plus the upper levels) are paid from this quota. So are the VM's nested
+        // page tables for the same RAM, which the kernel reserves at their most before it
+        // maps (one table per 2 MiB, 1 GiB and 512 GiB region the range touches).
+        let nested = (memory.div_ceil(2 << 20) + memory.div_ceil(1 << 30) + 1) * PAGE;
+        spec.quota.bytes = spec
+            .quota
+            .bytes
+            .saturating_add(memory / 512 + 4 * PAGE)
+            .saturating_add(nested);
         let _ = spec.grants.push(Grant {
             destination: 4,
             kind: GrantKind::Ram { size: memory },

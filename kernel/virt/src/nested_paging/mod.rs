@@ -22,7 +22,7 @@ use core::fmt;
 use bitflags::bitflags;
 
 pub use format::{EntryFormat, Ept, Npt};
-pub use table::{MapReport, NestedPageTable, PendingFlush, Translation};
+pub use table::{tables_bound, MapReport, NestedPageTable, PendingFlush, Translation};
 
 use crate::address::{GuestPhys, HostPhys};
 

@@ -18,6 +18,20 @@ const fn entry_size(level: u8) -> u64 {
     1 << (12 + 9 * (level as u32 - 1))
 }
 
+/// The most tables one `map` of `size` bytes at `gpa` can create below the root: one per
+/// 2 MiB, 1 GiB and 512 GiB region the range touches (a page table, directory and
+/// pointer table each). The kernel charges this to the VM's owner before mapping and
+/// refunds what [`MapReport::tables_created`] shows was not needed.
+pub fn tables_bound(gpa: GuestPhys, size: u64) -> u64 {
+    if size == 0 {
+        return 0;
+    }
+    let last = gpa.0.saturating_add(size - 1);
+    (2..=4u8)
+        .map(|level| last / entry_size(level) - gpa.0 / entry_size(level) + 1)
+        .sum()
+}
+
 fn slot(table: HostPhys, address: u64, level: u8) -> HostPhys {
     let index = (address / entry_size(level)) % ENTRIES;
     HostPhys(table.0 + index * 8)

@@ -678,4 +678,26 @@ proptest! {
     ) {
         run_model::<Npt>(operations, probes);
     }
+
+    /// The bound the kernel charges before `vm_map` is never below what a map creates, on
+    /// empty tables or after earlier mappings, with any page-size limit.
+    #[test]
+    fn tables_created_never_exceed_the_charged_bound(
+        earlier in proptest::collection::vec((0u64..(1 << 19), 1u64..600), 0..4),
+        gpa_page in 0u64..(1 << 19),
+        pages in 1u64..(1 << 19),
+        largest in prop_oneof![Just(PageSize::Size4K), Just(PageSize::Size2M), Just(PageSize::Size1G)],
+    ) {
+        let (mut ept, mut memory, mut frames) = setup::<Ept>(largest);
+        for (page, count) in earlier {
+            let _ = ept.map(&mut memory, &mut frames, GuestPhys(page << 12),
+                HostPhys(page << 12), count << 12, RW, MemoryType::WriteBack);
+        }
+        let (gpa, size) = (gpa_page << 12, pages << 12);
+        if let Ok(report) = ept.map(&mut memory, &mut frames, GuestPhys(gpa), HostPhys(gpa),
+            size, RW, MemoryType::WriteBack) {
+            prop_assert!(report.tables_created <= tables_bound(GuestPhys(gpa), size),
+                "{} tables for {size:#x} at {gpa:#x}", report.tables_created);
+        }
+    }
 }
