@@ -78,14 +78,10 @@ impl DeviceWindows {
             .checked_add(bar.size)
             .and_then(|end| end.checked_next_multiple_of(PAGE))
             .ok_or(PciError::BarUnavailable)?;
-        let window = self
-            .windows
-            .iter()
-            .find(|w| w.base <= first && w.base.checked_add(w.size).is_some_and(|top| end <= top))
-            .ok_or(PciError::BarUnavailable)?;
+        let (window, offset) = self.covering(first, end).ok_or(PciError::BarUnavailable)?;
         Ok(Carve {
-            window: window.selector,
-            offset: first - window.base,
+            window,
+            offset,
             size: end - first,
             reply: BarReply {
                 address: bar.address,
@@ -94,6 +90,14 @@ impl DeviceWindows {
                 capability_size: end - first,
             },
         })
+    }
+
+    /// The window covering physical `first..end`, with the offset of `first` in it.
+    pub fn covering(&self, first: u64, end: u64) -> Option<(Selector, u64)> {
+        self.windows
+            .iter()
+            .find(|w| w.base <= first && w.base.checked_add(w.size).is_some_and(|top| end <= top))
+            .map(|w| (w.selector, first - w.base))
     }
 
     /// Remembers a capability handed out for `bdf`; `false` when the table is full.

@@ -38,6 +38,9 @@ mod delay;
 mod description;
 mod ecam;
 mod iommu;
+mod msix;
+#[cfg(test)]
+mod msix_tests;
 mod service;
 
 #[cfg(target_os = "none")]

@@ -21,6 +21,7 @@ use crate::bars::{DeviceWindow, DeviceWindows};
 use crate::delay::TickDelay;
 use crate::ecam::{EcamSpace, KernelMapper};
 use crate::iommu::IommuClient;
+use crate::msix::KernelTables;
 use crate::service::{KernelCarver, Server, BAR_RIGHTS};
 
 /// Selector of the iommu-server's portal.
@@ -39,7 +40,7 @@ const LAST_CARVED: u32 = 190;
 
 sluice_rt::entry!(run);
 
-type Pci = Server<EcamSpace<KernelMapper>, TickDelay, IommuClient, KernelCarver>;
+type Pci = Server<EcamSpace<KernelMapper>, TickDelay, IommuClient, KernelCarver, KernelTables>;
 
 fn run(startup: Startup) {
     sluice_rt::log!("pci-server: started");
@@ -186,6 +187,7 @@ fn start(region: EcamRegion, windows: DeviceWindows, first_owner: u32) -> Pci {
         ownership,
         assignments,
         windows,
+        tables: KernelTables::default(),
     }
 }
 

@@ -8,7 +8,7 @@
 //! | `Claim` | the owner the system description names | quarantine, reset, attach to its domain |
 //! | `Release` | the function's owner | bus mastering off, quarantine, reset |
 //! | `ConfigRead`, `ConfigWrite` | the function's owner | through `pci_core::filter` |
-//! | `ProgramMsi` (MSI) | the function's owner | remappable-format MSI with its IRTE handle |
+//! | `ProgramMsi` (MSI, or MSI-X when asked) | the function's owner | remappable-format MSI, or one MSI-X entry through the table this server maps, with the owner's IRTE handle |
 //! | `BarMemory` | the function's owner | a memory capability for one BAR |
 //! | `Quarantine`, `Assign`, `EnableVfs` | the management client (`ctl`, not there yet) | refused with `NotOwner` |
 
@@ -17,7 +17,8 @@ use pci_api::{
     PciError, Request,
 };
 use pci_core::filter::{filtered_read, filtered_write};
-use pci_core::msi::{program_msi, IrteHandle};
+use pci_core::msi::{program_msi, program_msix_entry, IrteHandle, MsixEntryRegister};
+use pci_core::msix::table_location;
 use pci_core::ownership::{OwnerState, Ownership, Platform};
 use pci_core::reset::reset_method;
 use pci_core::{AccessWidth, ConfigSpace, Delay, Inventory};
@@ -27,6 +28,7 @@ use zerocopy::IntoBytes;
 use crate::assignments::Assignments;
 use crate::bars::{memory_bar, DeviceWindows};
 use crate::iommu::DomainBinding;
+use crate::msix::TableAccess;
 
 /// The iommu-server's error code for "interrupt remapping unavailable" (`iommu-api`).
 const IOMMU_NO_INTERRUPT_REMAPPING: u32 =
@@ -77,7 +79,7 @@ pub trait Carver {
 }
 
 /// Everything the server holds.
-pub struct Server<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver> {
+pub struct Server<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> {
     pub config: C,
     pub delay: D,
     pub iommu: I,
@@ -86,13 +88,14 @@ pub struct Server<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver> {
     pub ownership: Ownership,
     pub assignments: Assignments,
     pub windows: DeviceWindows,
+    pub tables: T,
 }
 
 fn width_of(code: AccessWidthCode) -> AccessWidth {
     AccessWidth::from(code)
 }
 
-impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver> Server<C, D, I, K> {
+impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Server<C, D, I, K, T> {
     /// Answers operation `operation` with `bytes` from `caller`.
     pub fn handle(&mut self, caller: OwnerId, operation: u16, bytes: &[u8]) -> Response {
         match decode_request(u32::from(operation), bytes) {
@@ -273,13 +276,8 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver> Server<C, D, I, K> {
             .inventory
             .get(request.bdf)
             .ok_or(PciError::NoSuchFunction)?;
-        if request.kind != 0 {
-            // MSI-X tables live in BAR memory this server does not map yet.
-            sluice_rt::log!(
-                "pci-server: {}: MSI-X programming is not implemented yet; use MSI",
-                request.bdf
-            );
-            return Err(PciError::NoMsixCapability);
+        if request.kind == 1 {
+            return self.program_msix(request);
         }
         let message = program_msi(
             &mut self.config,
@@ -293,6 +291,64 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver> Server<C, D, I, K> {
             message.address,
             message.data,
             request.irte_handle
+        );
+        Ok(Response::ok(&[]))
+    }
+
+    /// One MSI-X entry: the caller owns the function (checked by `program_msi`); the entry is
+    /// in the table; the table is in a memory BAR inside a device window; memory decoding is on.
+    /// Only then is anything written (see `pci_core::msi::program_msix_entry`).
+    fn program_msix(&mut self, request: pci_api::MsiProgramRequest) -> Result<Response, PciError> {
+        let bdf = request.bdf;
+        let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
+        let capability = function
+            .capabilities
+            .msix
+            .ok_or(PciError::NoMsixCapability)?;
+        if request.vector >= capability.table_size {
+            return Err(PciError::VectorOutOfRange);
+        }
+        let location = table_location(function).map_err(|error| {
+            sluice_rt::log!("pci-server: MSI-X refused: {error}");
+            PciError::from(error)
+        })?;
+        self.tables.map_table(&location, &self.windows)?;
+        let subhandle = (request.flags & 1 != 0).then_some(request.subhandle);
+        let message = program_msix_entry(
+            &mut self.config,
+            &mut self.tables,
+            function,
+            request.vector,
+            IrteHandle(request.irte_handle),
+            subhandle,
+        )
+        .map_err(|error| {
+            sluice_rt::log!("pci-server: MSI-X refused: {error}");
+            PciError::from(error)
+        })?;
+        let read_back = self
+            .tables
+            .read_entry(bdf, request.vector, MsixEntryRegister::AddressLow);
+        if read_back != message.address as u32 {
+            sluice_rt::log!(
+                "pci-server: {bdf} MSI-X entry {} reads back {read_back:#x}, not {:#x}: the \
+                 table in BAR{} did not take the write",
+                request.vector,
+                message.address as u32,
+                location.bar_index
+            );
+            return Err(PciError::MsixTableUnavailable);
+        }
+        sluice_rt::log!(
+            "pci-server: {bdf} MSI-X entry {} of {} programmed in remappable format: address \
+             {:#x} data {:#x} (IRTE {}), table at {} in BAR{}, MSI-X on, INTx off",
+            request.vector,
+            location.entries,
+            message.address,
+            message.data,
+            request.irte_handle,
+            location.address,
+            location.bar_index
         );
         Ok(Response::ok(&[]))
     }

@@ -64,6 +64,14 @@ pub enum PciError {
     /// interrupt; passthrough is refused unless the system description allows it with
     /// `insecure_no_interrupt_remapping = true`.
     InterruptRemappingUnavailable = 24,
+    /// The function's MSI-X table cannot be reached: its Table BIR names no implemented memory
+    /// BAR, the table does not fit in that BAR, or the server holds no device window covering
+    /// it (or the kernel refused to map it). Nothing was written.
+    MsixTableUnavailable = 25,
+    /// Memory Space Enable is clear in the function's Command register, so its MSI-X table
+    /// (in BAR memory) does not answer; the owner sets it first (a filtered `ConfigWrite`).
+    /// Nothing was written.
+    MemoryDecodingDisabled = 26,
 }
 
 impl PciError {
@@ -100,6 +108,8 @@ impl PciError {
             22 => NoSuchBar,
             23 => BarUnavailable,
             24 => InterruptRemappingUnavailable,
+            25 => MsixTableUnavailable,
+            26 => MemoryDecodingDisabled,
             _ => return None,
         })
     }
@@ -134,6 +144,12 @@ impl fmt::Display for PciError {
             PciError::InterruptRemappingUnavailable => {
                 "no interrupt remapping: passthrough refused (insecure_no_interrupt_remapping not set)"
             }
+            PciError::MsixTableUnavailable => {
+                "MSI-X table not in a reachable memory BAR of the function"
+            }
+            PciError::MemoryDecodingDisabled => {
+                "memory decoding is off (Command.Memory Space Enable): the MSI-X table does not answer"
+            }
         };
         f.write_str(text)
     }
@@ -157,7 +173,15 @@ mod tests {
             PciError::from_code(24),
             Some(PciError::InterruptRemappingUnavailable)
         );
-        assert_eq!(PciError::from_code(25), None);
+        assert_eq!(
+            PciError::from_code(25),
+            Some(PciError::MsixTableUnavailable)
+        );
+        assert_eq!(
+            PciError::from_code(26),
+            Some(PciError::MemoryDecodingDisabled)
+        );
+        assert_eq!(PciError::from_code(27), None);
         assert_eq!(PciError::from_code(0), None);
     }
 }

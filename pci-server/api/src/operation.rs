@@ -34,9 +34,13 @@ pub enum Operation {
     /// Write the owner's function's config space through the filter. Request:
     /// [`crate::ConfigWriteRequest`]. Errors: as `ConfigRead`, plus `WriteDenied`.
     ConfigWrite = 8,
-    /// Program one MSI or MSI-X vector in remappable format with an IRTE handle. Request:
-    /// [`crate::MsiProgramRequest`]. Errors: `NoSuchFunction`, `NotOwner`, `NoMsiCapability`,
-    /// `NoMsixCapability`, `VectorOutOfRange`.
+    /// Program MSI (kind 0, the default) or one MSI-X table entry (kind 1, asked for
+    /// explicitly) in remappable format with an IRTE handle the caller allocated and programmed
+    /// through the iommu-server. MSI-X: the entry is masked while it is written, MSI-X is
+    /// enabled with Function Mask clear, MSI and INTx are turned off. Request:
+    /// [`crate::MsiProgramRequest`]. Errors: `MalformedRequest`, `NoSuchFunction`, `NotOwner`,
+    /// `NoMsiCapability`, `NoMsixCapability`, `VectorOutOfRange`, and for MSI-X
+    /// `MsixTableUnavailable`, `MemoryDecodingDisabled`.
     ProgramMsi = 9,
     /// Enable SR-IOV virtual functions on a physical function. Request:
     /// [`crate::EnableVfsRequest`]. Errors: `NoSuchFunction`, `NoSriovCapability`,

@@ -24,6 +24,7 @@ pub mod group;
 pub mod inventory;
 pub mod listing;
 pub mod msi;
+pub mod msix;
 pub mod ownership;
 pub mod registers;
 pub mod reset;

@@ -6,7 +6,7 @@
 
 use crate::capability::{MsiCapability, MsixCapability};
 use crate::function::FunctionInfo;
-use crate::registers::{msi, msix};
+use crate::registers::{header, msi, msix, Command};
 use crate::ConfigSpace;
 use core::fmt;
 use pci_api::{Bdf, PciError};
@@ -72,6 +72,8 @@ pub enum MsiError {
         /// Capable of.
         capable: u8,
     },
+    /// Memory Space Enable is clear: the MSI-X table (BAR memory) does not answer.
+    MemoryDecodingDisabled(Bdf),
     /// MSI-X entry beyond the table.
     EntryOutOfRange {
         /// Requested entry.
@@ -89,6 +91,11 @@ impl fmt::Display for MsiError {
             MsiError::BadVectorCount { requested, capable } => {
                 write!(f, "{requested} MSI vectors requested, {capable} possible")
             }
+            MsiError::MemoryDecodingDisabled(bdf) => write!(
+                f,
+                "{bdf}: memory decoding is off (Command.Memory Space Enable), the MSI-X table \
+                 does not answer"
+            ),
             MsiError::EntryOutOfRange { entry, table_size } => {
                 write!(f, "MSI-X entry {entry} beyond a table of {table_size}")
             }
@@ -101,6 +108,7 @@ impl From<MsiError> for PciError {
         match error {
             MsiError::NoMsi(_) => PciError::NoMsiCapability,
             MsiError::NoMsix(_) => PciError::NoMsixCapability,
+            MsiError::MemoryDecodingDisabled(_) => PciError::MemoryDecodingDisabled,
             MsiError::BadVectorCount { .. } | MsiError::EntryOutOfRange { .. } => {
                 PciError::VectorOutOfRange
             }
@@ -191,9 +199,12 @@ pub trait MsixTable {
     fn write_entry(&mut self, bdf: Bdf, entry: u16, register: MsixEntryRegister, value: u32);
 }
 
-/// Programs MSI-X entry `entry` with the remappable message for `handle`/`subhandle`: enables
-/// MSI-X under Function Mask if it is off, masks the entry, writes address and data, unmasks
-/// it, then clears Function Mask.
+/// Programs MSI-X entry `entry` with the remappable message for `handle`/`subhandle`
+/// (PCIe Base spec 6.0 sections 6.1.4.2 and 7.7.2): checks the entry is in the table and
+/// memory decoding is on (nothing is written otherwise); turns MSI off (a function must not
+/// have both enabled, section 6.1.4) and INTx off (Command.Interrupt Disable, section
+/// 7.5.1.1.3); enables MSI-X under Function Mask; masks the entry, writes address and data,
+/// unmasks it; then clears Function Mask. Returns the message written.
 pub fn program_msix_entry<C: ConfigSpace + ?Sized, T: MsixTable + ?Sized>(
     config: &mut C,
     table: &mut T,
@@ -210,7 +221,25 @@ pub fn program_msix_entry<C: ConfigSpace + ?Sized, T: MsixTable + ?Sized>(
             table_size: capability.table_size,
         });
     }
+    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
+    if !command.contains(Command::MEMORY_SPACE) {
+        return Err(MsiError::MemoryDecodingDisabled(bdf));
+    }
     let message = remappable_message(handle, subhandle);
+    if let Some(msi_capability) = function.capabilities.msi {
+        let msi_control_offset = msi_capability.offset + msi::CONTROL;
+        let msi_control = config.read16(bdf, msi_control_offset);
+        if msi_control & msi::ENABLE != 0 {
+            config.write16(bdf, msi_control_offset, msi_control & !msi::ENABLE);
+        }
+    }
+    if !command.contains(Command::INTX_DISABLE) {
+        config.write16(
+            bdf,
+            header::COMMAND,
+            (command | Command::INTX_DISABLE).bits(),
+        );
+    }
     let control_offset = capability.offset + msix::CONTROL;
     let control = config.read16(bdf, control_offset);
     config.write16(

@@ -5,6 +5,7 @@ mod filter;
 mod groups;
 mod malformed;
 mod msi;
+mod msix;
 mod ownership;
 mod properties;
 mod reset;

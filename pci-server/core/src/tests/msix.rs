@@ -1,0 +1,201 @@
+//! MSI-X: locating the table in a BAR, and programming an entry (mask sequence, MSI and INTx
+//! off, refusals that write nothing).
+
+use super::*;
+use crate::fake::{desktop, q35, FakeFunction, FakeMsixTable};
+use crate::msi::{
+    irte_index, program_msi, program_msix_entry, IrteHandle, MsiError, MsixEntryRegister, MsixTable,
+};
+use crate::msix::{table_location, MsixLocationError, MsixTableLocation};
+use crate::registers::{header, msix, Command};
+use crate::{ConfigSpace, HostPhys};
+use pci_api::PciError;
+
+/// An endpoint with a 4 KiB memory BAR0, an I/O BAR1, and MSI-X `entries` in BAR `bir` at
+/// `offset`.
+fn msix_device(entries: u16, bir: u8, offset: u32) -> FakeFunction {
+    FakeFunction::endpoint(0x1234, 0x5678, 0x020000, 0)
+        .command(0x0007)
+        .memory_bar32(0, 0xfd00_0000, 4096, false)
+        .io_bar(1, 0xc000, 32)
+        .next_capability_at(0x40)
+        .msix(entries, bir, offset, bir, 0x800)
+}
+
+/// Locates the table of `function` alone on bus 0 (one inventory at a time: they are big).
+fn locate(function: FakeFunction) -> Result<MsixTableLocation, MsixLocationError> {
+    let mut config = FakeConfigSpace::new().with(b(0, 2, 0), function);
+    let inventory = enumerate(&mut config);
+    table_location(inventory.get(b(0, 2, 0)).unwrap())
+}
+
+#[test]
+fn the_table_is_found_in_its_bar() {
+    let (_, inventory) = desktop();
+    let nic = inventory.get(desktop::NIC).unwrap();
+    assert_eq!(
+        table_location(nic),
+        Ok(MsixTableLocation {
+            bdf: desktop::NIC,
+            bar_index: 3,
+            address: HostPhys(0xfba2_0000),
+            bytes: 5 * 16,
+            entries: 5,
+        })
+    );
+    drop(inventory);
+    let (_, inventory) = q35();
+    let nvme = inventory.get(q35::NVME).unwrap();
+    let location = table_location(nvme).unwrap();
+    assert_eq!(location.bar_index, 0);
+    assert_eq!(location.address, HostPhys(0xfe60_0000 + 0x2000));
+    assert_eq!((location.entries, location.bytes), (65, 65 * 16));
+}
+
+#[test]
+fn a_table_outside_a_memory_bar_is_refused() {
+    assert_eq!(
+        locate(crate::fake::edu()),
+        Err(MsixLocationError::NoMsix(b(0, 2, 0)))
+    );
+    let error = locate(msix_device(4, 1, 0)).unwrap_err();
+    assert_eq!(
+        error,
+        MsixLocationError::BarNotMemory {
+            bdf: b(0, 2, 0),
+            bar_index: 1
+        }
+    );
+    assert_eq!(PciError::from(error), PciError::MsixTableUnavailable);
+    assert!(matches!(
+        locate(msix_device(4, 5, 0)),
+        Err(MsixLocationError::BarNotMemory { bar_index: 5, .. })
+    ));
+    // 64 entries = 1 KiB at offset 0xc00 of a 4 KiB BAR: 0x400 bytes past its end.
+    let error = locate(msix_device(64, 0, 0xc08)).unwrap_err();
+    assert_eq!(
+        error,
+        MsixLocationError::TableOutsideBar {
+            bdf: b(0, 2, 0),
+            offset: 0xc08,
+            bytes: 1024,
+            bar_size: 4096
+        }
+    );
+    assert!(format!("{error}").contains("does not fit"));
+    // Exactly filling the BAR is fine.
+    assert!(locate(msix_device(64, 0, 0xc00)).is_ok());
+}
+
+#[test]
+fn programming_turns_msi_and_intx_off_and_unmasks_under_function_mask() {
+    let (mut config, inventory) = desktop();
+    let nic = inventory.get(desktop::NIC).unwrap();
+    let msi = nic.capabilities.msi.unwrap();
+    let msix_capability = nic.capabilities.msix.unwrap();
+    program_msi(&mut config, nic, IrteHandle(3), 1).unwrap();
+    assert_eq!(config.read16(desktop::NIC, msi.offset + 2) & 1, 1);
+    config.clear_log();
+    let mut table = FakeMsixTable::default();
+    let message =
+        program_msix_entry(&mut config, &mut table, nic, 4, IrteHandle(0x1234), None).unwrap();
+    assert_eq!(irte_index(message, 0), 0x1234);
+    assert_eq!(message.address, 0xfee0_0000 | (0x1234 << 5) | (1 << 4));
+    assert_eq!(
+        table.read_entry(desktop::NIC, 4, MsixEntryRegister::AddressLow),
+        message.address as u32
+    );
+    assert_eq!(
+        table.read_entry(desktop::NIC, 4, MsixEntryRegister::Data),
+        0
+    );
+    assert_eq!(
+        table.read_entry(desktop::NIC, 4, MsixEntryRegister::VectorControl),
+        0,
+        "unmasked"
+    );
+    // Other entries stay as reset left them: masked.
+    assert_eq!(
+        table.read_entry(desktop::NIC, 3, MsixEntryRegister::VectorControl),
+        1
+    );
+    assert_eq!(
+        config.read16(desktop::NIC, msi.offset + 2) & 1,
+        0,
+        "MSI off"
+    );
+    let command = Command::from_bits_retain(config.read16(desktop::NIC, header::COMMAND));
+    assert!(command.contains(Command::INTX_DISABLE | Command::MEMORY_SPACE));
+    let control_offset = msix_capability.offset + msix::CONTROL;
+    let control_writes: Vec<u32> = config
+        .writes()
+        .iter()
+        .filter(|(bdf, offset, _, _)| *bdf == desktop::NIC && *offset == control_offset)
+        .map(|(_, _, _, value)| *value)
+        .collect();
+    let masked_enable = u32::from(msix::ENABLE | msix::FUNCTION_MASK);
+    assert_eq!(
+        control_writes.first().map(|value| value & masked_enable),
+        Some(masked_enable),
+        "enabled under Function Mask first"
+    );
+    assert_eq!(
+        control_writes.last().map(|value| value & masked_enable),
+        Some(u32::from(msix::ENABLE)),
+        "Function Mask cleared last"
+    );
+    let control = config.read16(desktop::NIC, control_offset);
+    assert_eq!(control & (msix::ENABLE | msix::FUNCTION_MASK), msix::ENABLE);
+}
+
+#[test]
+fn a_subhandle_goes_in_the_data_and_sets_shv() {
+    let (mut config, inventory) = q35();
+    let nvme = inventory.get(q35::NVME).unwrap();
+    let mut table = FakeMsixTable::default();
+    let message =
+        program_msix_entry(&mut config, &mut table, nvme, 64, IrteHandle(10), Some(3)).unwrap();
+    assert_ne!(message.address & (1 << 3), 0);
+    assert_eq!(table.read_entry(q35::NVME, 64, MsixEntryRegister::Data), 3);
+    assert_eq!(irte_index(message, 0), 13);
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let (mut config, inventory) = desktop();
+    let nic = inventory.get(desktop::NIC).unwrap();
+    let mut table = FakeMsixTable::default();
+    config.clear_log();
+    assert_eq!(
+        program_msix_entry(&mut config, &mut table, nic, 5, IrteHandle(1), None),
+        Err(MsiError::EntryOutOfRange {
+            entry: 5,
+            table_size: 5
+        })
+    );
+    assert_eq!(
+        program_msix_entry(&mut config, &mut table, nic, u16::MAX, IrteHandle(1), None),
+        Err(MsiError::EntryOutOfRange {
+            entry: u16::MAX,
+            table_size: 5
+        })
+    );
+    let ehci = inventory.get(desktop::EHCI).unwrap();
+    assert_eq!(
+        program_msix_entry(&mut config, &mut table, ehci, 0, IrteHandle(1), None),
+        Err(MsiError::NoMsix(desktop::EHCI))
+    );
+    assert!(config.writes().is_empty());
+    assert!(table.writes.is_empty());
+    // Memory decoding off: the table would not answer.
+    config.write16(desktop::NIC, header::COMMAND, 0x0004);
+    config.clear_log();
+    let error = program_msix_entry(&mut config, &mut table, nic, 0, IrteHandle(1), None);
+    assert_eq!(error, Err(MsiError::MemoryDecodingDisabled(desktop::NIC)));
+    assert_eq!(
+        PciError::from(MsiError::MemoryDecodingDisabled(desktop::NIC)),
+        PciError::MemoryDecodingDisabled
+    );
+    assert!(config.writes().is_empty());
+    assert!(table.writes.is_empty());
+}

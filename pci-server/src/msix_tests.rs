@@ -1,0 +1,360 @@
+//! Host tests of MSI-X through the server's request path: a q35 fake whose nvme (MSI-X, 65
+//! entries in BAR0 at 0x2000) the system description gives to owner 33, a fake table behind
+//! the real slot bookkeeping, and the refusals (not the owner, entry out of range, table
+//! outside the windows, memory decoding off) that must write nothing.
+
+use pci_api::{ClaimRequest, ConfigWriteRequest, MsiProgramRequest, Operation, OwnerId, PciError};
+use pci_core::fake::{
+    q35, q35_ecam, q35_topology, FakeConfigSpace, FakeMsixTable, RecordingDelay, RecordingIommu,
+};
+use pci_core::msi::{irte_index, MsiMessage, MsixEntryRegister, MsixTable};
+use pci_core::msix::MsixTableLocation;
+use pci_core::ownership::{DmaIdentity, IommuBinding, IommuRefusal, Ownership};
+use pci_core::registers::{header, msix, Command};
+use pci_core::{ConfigSpace, EnumerationOptions, Inventory};
+use sluice_rt::abi::syscall::Selector;
+use zerocopy::IntoBytes;
+
+use crate::assignments::{Assignments, Record};
+use crate::bars::{DeviceWindow, DeviceWindows};
+use crate::iommu::DomainBinding;
+use crate::msix::{TableAccess, TableSlots, MSIX_VIRTUAL, SLOT_BYTES};
+use crate::service::{Carver, Server};
+
+const OWNER: OwnerId = OwnerId(33);
+const OTHER: OwnerId = OwnerId(34);
+
+struct TestIommu(RecordingIommu);
+
+impl IommuBinding for TestIommu {
+    fn attach_quarantine(&mut self, device: &DmaIdentity) -> Result<(), IommuRefusal> {
+        self.0.attach_quarantine(device)
+    }
+    fn attach_owner(&mut self, owner: OwnerId, device: &DmaIdentity) -> Result<(), IommuRefusal> {
+        self.0.attach_owner(owner, device)
+    }
+}
+
+impl DomainBinding for TestIommu {
+    fn set_owner_domain(&mut self, _owner: OwnerId, _domain: u32) {}
+}
+
+struct TestCarver;
+
+impl Carver for TestCarver {
+    fn carve(&mut self, _: Selector, _: u64, _: u64) -> Result<Selector, PciError> {
+        Ok(Selector(40))
+    }
+    fn revoke(&mut self, _: Selector) {}
+}
+
+/// The real slot bookkeeping over an in-memory table.
+#[derive(Default)]
+struct FakeTables {
+    slots: TableSlots,
+    table: FakeMsixTable,
+    mapped: Vec<MsixTableLocation>,
+}
+
+impl MsixTable for FakeTables {
+    fn read_entry(&self, bdf: pci_api::Bdf, entry: u16, register: MsixEntryRegister) -> u32 {
+        self.table.read_entry(bdf, entry, register)
+    }
+    fn write_entry(
+        &mut self,
+        bdf: pci_api::Bdf,
+        entry: u16,
+        register: MsixEntryRegister,
+        value: u32,
+    ) {
+        assert!(
+            self.slots.register_address(bdf, entry, register).is_some(),
+            "a write to a table that is not mapped"
+        );
+        self.table.write_entry(bdf, entry, register, value);
+    }
+}
+
+impl TableAccess for FakeTables {
+    fn map_table(
+        &mut self,
+        location: &MsixTableLocation,
+        windows: &DeviceWindows,
+    ) -> Result<(), PciError> {
+        if self.slots.is_mapped(location) {
+            return Ok(());
+        }
+        let placement = self.slots.place(location, windows)?;
+        assert!(self.slots.record(location, &placement));
+        self.mapped.push(*location);
+        Ok(())
+    }
+}
+
+type TestServer = Server<FakeConfigSpace, RecordingDelay, TestIommu, TestCarver, FakeTables>;
+
+/// A server whose description gives nvme and edu to `OWNER`; device window at `window_base`.
+fn server(window_base: u64) -> Box<TestServer> {
+    let mut config = q35_topology();
+    let inventory = Inventory::enumerate(&mut config, &q35_ecam(), EnumerationOptions::default());
+    let ownership = Ownership::new(&mut config, &inventory);
+    let records = [q35::NVME, q35::EDU].map(|host_bdf| Record {
+        host_bdf,
+        guest: 1,
+        virtual_function: false,
+    });
+    let assignments = Assignments::check(records.into_iter(), &inventory, 32, &mut |_| {});
+    let mut windows = heapless::Vec::new();
+    windows
+        .push(DeviceWindow {
+            selector: Selector(6),
+            base: window_base,
+            size: 0x100_0000,
+        })
+        .unwrap();
+    Box::new(Server {
+        config,
+        delay: RecordingDelay::default(),
+        iommu: TestIommu(RecordingIommu::default()),
+        carver: TestCarver,
+        inventory,
+        ownership,
+        assignments,
+        windows: DeviceWindows::new(windows),
+        tables: FakeTables::default(),
+    })
+}
+
+fn call(server: &mut TestServer, caller: OwnerId, operation: Operation, bytes: &[u8]) -> u32 {
+    server.handle(caller, operation as u16, bytes).status
+}
+
+fn claim(server: &mut TestServer, bdf: pci_api::Bdf) {
+    let request = ClaimRequest {
+        bdf,
+        reserved: 0,
+        domain: 3,
+    };
+    assert_eq!(call(server, OWNER, Operation::Claim, request.as_bytes()), 0);
+}
+
+fn set_command(server: &mut TestServer, value: u16) -> u32 {
+    let request = ConfigWriteRequest {
+        bdf: q35::NVME,
+        offset: header::COMMAND,
+        width: 2,
+        reserved: [0; 3],
+        value: u32::from(value),
+    };
+    call(server, OWNER, Operation::ConfigWrite, request.as_bytes())
+}
+
+fn msix_request(bdf: pci_api::Bdf, entry: u16, handle: u16) -> MsiProgramRequest {
+    MsiProgramRequest {
+        bdf,
+        vector: entry,
+        irte_handle: handle,
+        subhandle: 0,
+        vector_count: 1,
+        kind: 1,
+        flags: 0,
+    }
+}
+
+fn program(server: &mut TestServer, caller: OwnerId, request: MsiProgramRequest) -> u32 {
+    call(server, caller, Operation::ProgramMsi, request.as_bytes())
+}
+
+#[test]
+fn the_owner_gets_an_entry_programmed_masked_then_enabled() {
+    let mut server = server(0xfe00_0000);
+    claim(&mut server, q35::NVME);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 7, 0x1234)),
+        0
+    );
+    let expected = 0xfee0_0000 | (0x1234 << 5) | (1 << 4);
+    assert_eq!(
+        irte_index(
+            MsiMessage {
+                address: expected,
+                data: 0
+            },
+            0
+        ),
+        0x1234
+    );
+    let writes: Vec<(u16, MsixEntryRegister, u32)> = server
+        .tables
+        .table
+        .writes
+        .iter()
+        .map(|(bdf, entry, register, value)| {
+            assert_eq!(*bdf, q35::NVME);
+            (*entry, *register, *value)
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        vec![
+            (7, MsixEntryRegister::VectorControl, 1),
+            (7, MsixEntryRegister::AddressLow, expected as u32),
+            (7, MsixEntryRegister::AddressHigh, 0),
+            (7, MsixEntryRegister::Data, 0),
+            (7, MsixEntryRegister::VectorControl, 0),
+        ]
+    );
+    // The table was mapped from the window: BAR0 0xfe60_0000 + 0x2000, in the first slot.
+    assert_eq!(server.tables.mapped.len(), 1);
+    assert_eq!(server.tables.mapped[0].address.0, 0xfe60_2000);
+    assert_eq!(
+        server
+            .tables
+            .slots
+            .register_address(q35::NVME, 7, MsixEntryRegister::Data),
+        Some(MSIX_VIRTUAL + 7 * 16 + 8)
+    );
+    let capability = server
+        .inventory
+        .get(q35::NVME)
+        .unwrap()
+        .capabilities
+        .msix
+        .unwrap();
+    let control = server
+        .config
+        .read16(q35::NVME, capability.offset + msix::CONTROL);
+    assert_eq!(control & (msix::ENABLE | msix::FUNCTION_MASK), msix::ENABLE);
+    let command = Command::from_bits_retain(server.config.read16(q35::NVME, header::COMMAND));
+    assert!(command.contains(Command::INTX_DISABLE));
+    // A second entry reuses the mapping.
+    let mut second = msix_request(q35::NVME, 64, 0x20);
+    second.flags = 1;
+    second.subhandle = 2;
+    assert_eq!(program(&mut server, OWNER, second), 0);
+    assert_eq!(server.tables.mapped.len(), 1);
+    assert_eq!(
+        server
+            .tables
+            .read_entry(q35::NVME, 64, MsixEntryRegister::Data),
+        2
+    );
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let mut server = server(0xfe00_0000);
+    claim(&mut server, q35::NVME);
+    claim(&mut server, q35::EDU);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    server.config.clear_log();
+    let checks = [
+        (OTHER, msix_request(q35::NVME, 0, 1), PciError::NotOwner),
+        (
+            OWNER,
+            msix_request(q35::NVME, 65, 1),
+            PciError::VectorOutOfRange,
+        ),
+        (
+            OWNER,
+            msix_request(q35::EDU, 0, 1),
+            PciError::NoMsixCapability,
+        ),
+        (OWNER, msix_request(q35::AHCI, 0, 1), PciError::NotOwner),
+    ];
+    for (caller, request, error) in checks {
+        assert_eq!(
+            program(&mut server, caller, request),
+            error.code(),
+            "{request:?}"
+        );
+    }
+    let mut malformed = msix_request(q35::NVME, 0, 1);
+    malformed.vector_count = 2;
+    assert_eq!(
+        program(&mut server, OWNER, malformed),
+        PciError::MalformedRequest.code()
+    );
+    assert!(server.config.writes().is_empty());
+    assert!(server.tables.table.writes.is_empty());
+    // Memory decoding off: mapped, but nothing written to the device.
+    assert_eq!(set_command(&mut server, 0x0004), 0);
+    server.config.clear_log();
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 0, 1)),
+        PciError::MemoryDecodingDisabled.code()
+    );
+    assert!(server.config.writes().is_empty());
+    assert!(server.tables.table.writes.is_empty());
+}
+
+#[test]
+fn a_table_outside_the_device_windows_is_unavailable() {
+    let mut server = server(0x8000_0000);
+    claim(&mut server, q35::NVME);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    server.config.clear_log();
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 0, 1)),
+        PciError::MsixTableUnavailable.code()
+    );
+    assert!(server.tables.mapped.is_empty());
+    assert!(server.config.writes().is_empty());
+}
+
+#[test]
+fn slots_are_page_granular_and_never_reused() {
+    let windows = {
+        let mut list = heapless::Vec::new();
+        list.push(DeviceWindow {
+            selector: Selector(7),
+            base: 0xfe00_0000,
+            size: 0x100_0000,
+        })
+        .unwrap();
+        DeviceWindows::new(list)
+    };
+    let location = |bdf, address, entries: u16| MsixTableLocation {
+        bdf,
+        bar_index: 0,
+        address: pci_core::HostPhys(address),
+        bytes: u64::from(entries) * 16,
+        entries,
+    };
+    let mut slots = TableSlots::default();
+    let first = location(q35::NVME, 0xfe60_2f80, 16);
+    let placement = slots.place(&first, &windows).unwrap();
+    assert_eq!(placement.window, Selector(7));
+    assert_eq!((placement.offset, placement.size), (0x60_2000, 0x2000));
+    assert_eq!(placement.entry0, MSIX_VIRTUAL + 0xf80);
+    assert!(slots.record(&first, &placement));
+    assert!(slots.is_mapped(&first));
+    assert_eq!(
+        slots.register_address(q35::NVME, 15, MsixEntryRegister::VectorControl),
+        Some(MSIX_VIRTUAL + 0xf80 + 15 * 16 + 12)
+    );
+    assert_eq!(
+        slots.register_address(q35::NVME, 16, MsixEntryRegister::Data),
+        None
+    );
+    assert_eq!(
+        slots.register_address(q35::EDU, 0, MsixEntryRegister::Data),
+        None
+    );
+    let second = location(q35::EDU, 0xfe70_0000, 2048);
+    let placement = slots.place(&second, &windows).unwrap();
+    assert_eq!(placement.address, MSIX_VIRTUAL + SLOT_BYTES);
+    assert_eq!(placement.size, 0x8000);
+    // Outside every window, or wrapping: refused.
+    let outside = location(q35::EDU, 0xff00_0000, 1);
+    assert_eq!(
+        slots.place(&outside, &windows),
+        Err(PciError::MsixTableUnavailable)
+    );
+    let wrapping = location(q35::EDU, u64::MAX - 8, 1);
+    assert_eq!(
+        slots.place(&wrapping, &windows),
+        Err(PciError::MsixTableUnavailable)
+    );
+}
