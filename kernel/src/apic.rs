@@ -22,6 +22,8 @@ const TIMER_DIVIDE: u32 = 0x3e0;
 /// Vectors the kernel uses for its own interrupts.
 pub const TIMER_VECTOR: u8 = 0x20;
 pub const RESCHEDULE_VECTOR: u8 = 0xf0;
+/// TLB shootdown: the handler reloads CR3 and acknowledges without taking any lock.
+pub const FLUSH_VECTOR: u8 = 0xf1;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 /// Timer initial count with divide-by-16: a tick every few milliseconds on the emulators

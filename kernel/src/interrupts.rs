@@ -12,6 +12,10 @@ pub fn handle(vector: u8, frame: &mut TrapFrame) {
             apic::end_of_interrupt();
             crate::execution::tick(frame);
         }
+        apic::FLUSH_VECTOR => {
+            crate::smp::flush_here();
+            apic::end_of_interrupt();
+        }
         apic::RESCHEDULE_VECTOR => {
             apic::end_of_interrupt();
             crate::execution::preempt(frame);

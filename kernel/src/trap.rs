@@ -126,6 +126,11 @@ pub extern "C" fn syscall_entry() {
 
 /// Called with every saved frame.
 extern "C" fn dispatch(frame: &mut TrapFrame) {
+    // Any entry from ring 3 but a flush interrupt: this CPU now checks for flushes before it
+    // runs user code again (see `smp::flush_everywhere`).
+    if frame.came_from_user() && frame.vector != u64::from(crate::apic::FLUSH_VECTOR) {
+        crate::smp::set_active(false);
+    }
     match frame.vector {
         SYSCALL_VECTOR => crate::execution::system_call(frame),
         0..=31 if frame.came_from_user() => crate::execution::user_exception(frame),

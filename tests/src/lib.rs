@@ -128,6 +128,9 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "sluice: fault: domain misbeh-5 thread",
             "init: misbehaving program: 4 faults reported, system still running",
             "init: system up: 3 servers ready",
+            // The spinner keeps CPU 1 in user mode: teardowns on CPU 0 must wait for its flush.
+            "misbehave: spinning in user mode",
+            "sluice: tlb shootdown: waited for CPU 1",
         ],
         timeout_secs: 180,
     },

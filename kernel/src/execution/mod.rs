@@ -211,6 +211,9 @@ impl Kernel {
             self.loaded_ports[cpu] = halves.is_some();
             self.loaded[cpu] = (Some(domain), generation);
         }
+        // From here to the next kernel entry this CPU runs the domain's code without checking
+        // the generation again: shootdowns must interrupt it.
+        crate::smp::set_active(true);
     }
 }
 

@@ -308,6 +308,10 @@ fn execute(
                 "sluice: shutdown requested by domain {} (code {code})",
                 kernel.domain(caller).name()
             );
+            let (shootdowns, interrupted) = crate::smp::shootdown_counts();
+            kprintln!(
+                "sluice: tlb shootdowns: {shootdowns}, other CPUs interrupted and waited for: {interrupted}"
+            );
             match (kind, code) {
                 (ShutdownKind::PowerOff, 0) => {
                     crate::platform::stop(crate::platform::Outcome::Success)

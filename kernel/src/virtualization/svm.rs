@@ -207,6 +207,9 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
     let mut cpu_state = CPUS[cpu].lock();
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     loop {
+        // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
+        // guest, or its new epoch is seen here and the entry flushes.
+        crate::smp::set_active(true);
         let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
         if entry.changed {
             block.write(VmcbField::GUEST_ASID, u64::from(entry.tag));
@@ -218,6 +221,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         // event that could harm the host and nested paging over memory the VMM was given; the
         // host save areas are this CPU's; `registers` outlives the call.
         unsafe { svm_enter(vcpu.vmcb, &mut registers, state.host_area) };
+        crate::smp::set_active(false);
         from_array(&mut vcpu.saved, &registers);
         let code = block.read(VmcbField::EXITCODE);
         if code == exit_code::INTR || code == exit_code::NMI {

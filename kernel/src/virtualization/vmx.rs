@@ -417,6 +417,9 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         vcpu.saved = plan.saved;
     }
     loop {
+        // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
+        // guest, or its new epoch is seen here and the entry flushes.
+        crate::smp::set_active(true);
         let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
         if entry.changed {
             vmwrite(VmcsField::VirtualProcessorId, u64::from(entry.tag));
@@ -434,6 +437,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         // SAFETY: the VMCS is current on this CPU with host state for this CPU, EPT over memory
         // the VMM was given, and bitmaps that make every port and MSR access exit.
         let failed = unsafe { vmx_enter(&mut registers, u64::from(launched)) };
+        crate::smp::set_active(false);
         if failed != 0 {
             let error = read(VmcsField::InstructionError);
             kprintln!("sluice: vcpu {index}: VM entry failed (VM-instruction error {error})");

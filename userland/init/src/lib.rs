@@ -122,6 +122,9 @@ fn boot_system<K: Kernel>(
             &programs::bench(2, Some(server.thread)),
         )?;
     }
+    if misbehave && boot.cpus >= 2 {
+        loader::load(kernel, boot, &mut resources, &programs::spinner(1))?;
+    }
     serve(
         kernel,
         boot,

@@ -53,6 +53,8 @@ pub mod number {
     /// The benchmark server and client.
     pub const BENCH_SERVER: u64 = 16;
     pub const BENCH_CLIENT: u64 = 17;
+    /// The spinner (misbehave mode 6) that keeps CPU 1 in user mode.
+    pub const SPINNER: u64 = MISBEHAVE_BASE + 6;
     /// The owner of guest `g`'s devices (its dma-test driver or VMM) is `FIRST_OWNER + g`
     /// (above the vmm-servers' `VMM_EXTRA_BASE + n`, so no two children share a number).
     pub const FIRST_OWNER: u64 = 64;
@@ -524,6 +526,28 @@ pub fn misbehave(mode: u64) -> ProgramSpec {
         quota: MISBEHAVE_QUOTA,
         arguments,
         grants: misbehave_grants(mode),
+    }
+}
+
+/// Lowest priority: the spinner runs only when nothing else wants its CPU.
+pub const SPINNER_PRIORITY: u8 = 1;
+
+/// Misbehave mode 6 on `cpu` at the lowest priority: it spins in user mode forever, so the
+/// CPU is running user code whenever it is otherwise idle and the kernel's TLB shootdowns
+/// (which the misbehave sequence's teardowns cause on CPU 0) must interrupt it and wait.
+pub fn spinner(cpu: u16) -> ProgramSpec {
+    let mut arguments = heapless::Vec::new();
+    let _ = arguments.push(6);
+    ProgramSpec {
+        program: "misbehave",
+        domain_name: "spinner",
+        number: number::SPINNER,
+        cpu,
+        priority: SPINNER_PRIORITY,
+        stack_size: CHILD_STACK_SIZE,
+        quota: MISBEHAVE_QUOTA,
+        arguments,
+        grants: heapless::Vec::new(),
     }
 }
 

@@ -196,6 +196,35 @@ fn the_fault_watcher_runs_in_inits_domain_with_its_portal_on_its_stack() {
 }
 
 #[test]
+fn with_two_cpus_misbehave_keeps_cpu_1_busy_with_a_lowest_priority_spinner() {
+    for cpus in [1, 2] {
+        let mut fixture = Fixture::new();
+        fixture.set_cmdline("exit=qemu init.misbehave");
+        fixture.boot.cpus = cpus;
+        let mut kernel = fixture.kernel();
+        servers_ready(&mut kernel);
+        run(&mut kernel, &fixture);
+        let spinner = kernel.domain_named("spinner");
+        if cpus == 1 {
+            assert!(spinner.is_none(), "no second CPU, no spinner");
+            continue;
+        }
+        let spinner = spinner.expect("spinner started");
+        let thread = kernel.table(spinner)[&1].object;
+        let Object::Thread { start, started, .. } = kernel.objects[thread] else {
+            panic!("thread")
+        };
+        assert!(started);
+        assert_eq!((start.cpu, start.priority), (1, 1));
+        assert_eq!(
+            kernel.table(spinner).keys().copied().collect::<Vec<_>>(),
+            [0, 1, 2],
+            "only its own domain, thread and init's portal"
+        );
+    }
+}
+
+#[test]
 fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
     let mut fixture = Fixture::new();
     fixture.set_cmdline("exit=qemu init.misbehave");
@@ -235,6 +264,7 @@ fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
             (name("iommu"), 0),
             (name("pci"), 0),
             (name("vmm"), 0),
+            (name("spinner"), 0),
             (name("misbeh-1"), 3),
             (name("misbeh-2"), 5),
             (name("misbeh-3"), 6),

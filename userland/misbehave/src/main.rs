@@ -11,6 +11,7 @@
 //! | 3 | a load from an unmapped user address | page fault |
 //! | 4 | `cli` then `hlt` in ring 3 (Intel SDM Vol. 3A 2.8, 6.15: #GP when CPL > IOPL / CPL != 0) | general-protection fault |
 //! | 5 | `io_allow` of its one granted port, a write to it, then a read of a port it was not given | the write works; #GP on the read |
+//! | 6 | spins in user mode forever (init runs it on CPU 1 at the lowest priority with two or more CPUs) | TLB shootdowns from CPU 0 interrupt it and wait for its flush (`sluice: tlb shootdown: waited for CPU 1`) |
 //!
 //! Capabilities: 0 = its own domain, 1 = its own thread, 2 = init's portal (`CALL`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -50,7 +51,16 @@ fn run(startup: Startup) {
         Some(3) => unmapped_read(),
         Some(4) => privileged_instruction(),
         Some(5) => port_access(),
+        Some(6) => spin(),
         _ => log!("misbehave: unknown mode, exiting"),
+    }
+}
+
+/// Mode 6: user code that never enters the kernel on its own.
+fn spin() {
+    log!("misbehave: spinning in user mode");
+    loop {
+        core::hint::spin_loop();
     }
 }
 
