@@ -96,7 +96,7 @@ fn the_vmm_server_runs_on_its_guests_cpu_with_the_guest_index_as_argument() {
 
 #[test]
 fn a_guest_with_a_linux_kernel_is_not_started_and_fails_the_boot() {
-    use sluice_sysdesc::{BuiltinGuest, GuestSpec, Kernel as GuestKernel, SystemSpec};
+    use sluice_sysdesc::{BuiltinGuest, GuestSpec, Kernel as GuestKernel};
     let guests = [
         GuestSpec {
             name: "probe",
@@ -115,17 +115,7 @@ fn a_guest_with_a_linux_kernel_is_not_started_and_fails_the_boot() {
             cmdline: "console=ttyS0",
         },
     ];
-    let spec = SystemSpec {
-        name: "mixed",
-        machine_memory: 512 * MIB,
-        machine_cpus: 2,
-        flags: 0,
-        guests: &guests,
-        devices: &[],
-    };
-    let mut description = vec![0u8; 4096];
-    let length = sluice_sysdesc::write(&spec, &mut description).unwrap();
-    description.truncate(length);
+    let description = sysdesc_with("mixed", &guests);
     let mut fixture = Fixture::new();
     fixture.replace_module("sysdesc", &description);
     let mut kernel = fixture.kernel();

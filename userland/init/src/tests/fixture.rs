@@ -67,12 +67,18 @@ pub fn sysdesc() -> Vec<u8> {
         kernel: GuestKernel::Builtin(BuiltinGuest::Probe),
         cmdline: "console=ttyS0",
     }];
+    sysdesc_with("demo", &guests)
+}
+
+/// A compiled description of system `name` with `guests` and no devices on a 2-CPU,
+/// 512 MiB machine.
+pub fn sysdesc_with(name: &str, guests: &[GuestSpec<'_>]) -> Vec<u8> {
     let spec = SystemSpec {
-        name: "demo",
+        name,
         machine_memory: 512 * MIB,
         machine_cpus: 2,
         flags: 0,
-        guests: &guests,
+        guests,
         devices: &[],
     };
     let mut out = vec![0u8; 4096];
