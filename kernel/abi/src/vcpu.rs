@@ -76,6 +76,7 @@ impl Mtd {
     /// Every defined group.
     pub const ALL: Mtd = Mtd((1 << 16) - 1);
     /// Number of words each group bit (by bit index) occupies.
+    #[cfg(test)]
     const GROUP_WORDS: [usize; 16] = [4, 3, 8, 1, 1, 1, 4, 1, 4, 4, 4, 4, 4, 1, 1, 1];
 
     /// No state.
@@ -95,6 +96,7 @@ impl Mtd {
         }
     }
     /// Whether every group of `other` is in `self`.
+    #[inline]
     pub const fn contains(self, other: Mtd) -> bool {
         self.0 & other.0 == other.0
     }
@@ -107,16 +109,16 @@ impl Mtd {
         Mtd(self.0 & !other.0)
     }
     /// Number of state words the groups occupy.
+    #[inline]
     pub const fn words(self) -> usize {
-        let mut total = 0;
-        let mut bit = 0;
-        while bit < 16 {
-            if self.0 & (1 << bit) != 0 {
-                total += Mtd::GROUP_WORDS[bit];
-            }
-            bit += 1;
-        }
-        total
+        // Groups by size, as in GROUP_WORDS (the test `word_counts_match_group_table` checks).
+        const ONE: u64 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 7 | 1 << 13 | 1 << 14 | 1 << 15;
+        const FOUR: u64 = 1 | 1 << 6 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
+        let bits = self.0;
+        ((bits & ONE).count_ones()
+            + 4 * (bits & FOUR).count_ones()
+            + 3 * ((bits >> 1) & 1) as u32
+            + 8 * ((bits >> 2) & 1) as u32) as usize
     }
 }
 
@@ -178,10 +180,12 @@ pub struct GeneralRegisters([u64; 16]);
 
 impl GeneralRegisters {
     /// The full 64-bit value of `register`.
+    #[inline]
     pub fn get(&self, register: Gpr) -> u64 {
         self.0[register as usize]
     }
     /// Sets the full 64-bit value of `register`.
+    #[inline]
     pub fn set(&mut self, register: Gpr, value: u64) {
         self.0[register as usize] = value;
     }
@@ -826,6 +830,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    #[inline]
     fn push(&mut self, word: u64) -> Result<(), EncodeError> {
         let available = self.out.len();
         let slot = self
@@ -848,6 +853,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    #[inline]
     fn next(&mut self) -> Result<u64, DecodeError> {
         let word = *self
             .words
@@ -980,11 +986,14 @@ impl VcpuState {
         Ok(())
     }
 
-    fn decode_groups(mtd: Mtd, reader: &mut Reader<'_>) -> Result<VcpuState, DecodeError> {
-        let mut state = VcpuState {
-            mtd,
-            ..VcpuState::default()
-        };
+    /// Reads the groups of `mtd` into `state` (and sets `state.mtd`); fields of other groups
+    /// keep whatever they held. On error `state` is partly written.
+    fn decode_groups_into(
+        state: &mut VcpuState,
+        mtd: Mtd,
+        reader: &mut Reader<'_>,
+    ) -> Result<(), DecodeError> {
+        state.mtd = mtd;
         for (group, registers) in GPR_GROUPS {
             if mtd.contains(group) {
                 for &register in registers {
@@ -1047,7 +1056,7 @@ impl VcpuState {
         if mtd.contains(Mtd::TSC_OFFSET) {
             state.tsc_offset = reader.next()?;
         }
-        Ok(state)
+        Ok(())
     }
 }
 
@@ -1085,27 +1094,13 @@ impl ExitMessage {
 
     /// Encodes into `out`, returning the number of words written.
     pub fn to_words(&self, out: &mut [u64]) -> Result<usize, EncodeError> {
-        let needed = self.word_count();
-        if out.len() < needed {
-            return Err(EncodeError::BufferTooSmall {
-                needed,
-                available: out.len(),
-            });
-        }
-        let length = self.instruction_length.map_or(0, InstructionLength::bytes);
-        let mut writer = Writer { out, position: 0 };
-        writer.push(
-            u64::from(self.reason.code())
-                | u64::from(FORMAT_VERSION) << 32
-                | u64::from(length) << 48,
-        )?;
-        writer.push(self.hardware_exit_code)?;
-        for word in self.reason.payload() {
-            writer.push(word)?;
-        }
-        writer.push(self.state.mtd.bits())?;
-        self.state.encode_groups(&mut writer)?;
-        Ok(writer.position)
+        encode_exit(
+            &self.reason,
+            self.instruction_length,
+            self.hardware_exit_code,
+            &self.state,
+            out,
+        )
     }
 
     /// Decodes a message, rejecting any malformed one.
@@ -1132,7 +1127,8 @@ impl ExitMessage {
         let mtd = mtd_of(reader.next()?)?;
         check_length(EXIT_HEADER_WORDS + mtd.words(), words.len())?;
         let reason = ExitReason::from_payload(head as u32, payload)?;
-        let state = VcpuState::decode_groups(mtd, &mut reader)?;
+        let mut state = VcpuState::default();
+        VcpuState::decode_groups_into(&mut state, mtd, &mut reader)?;
         Ok(ExitMessage {
             reason,
             instruction_length,
@@ -1140,6 +1136,37 @@ impl ExitMessage {
             state,
         })
     }
+}
+
+/// Encodes the exit message made of these parts into `out`, returning the number of words
+/// written: exactly the words [`ExitMessage::to_words`] writes for the same fields (which calls
+/// this), for callers that keep the state outside an [`ExitMessage`] to avoid moving it.
+pub fn encode_exit(
+    reason: &ExitReason,
+    instruction_length: Option<InstructionLength>,
+    hardware_exit_code: u64,
+    state: &VcpuState,
+    out: &mut [u64],
+) -> Result<usize, EncodeError> {
+    let needed = EXIT_HEADER_WORDS + state.mtd.words();
+    if out.len() < needed {
+        return Err(EncodeError::BufferTooSmall {
+            needed,
+            available: out.len(),
+        });
+    }
+    let length = instruction_length.map_or(0, InstructionLength::bytes);
+    let mut writer = Writer { out, position: 0 };
+    writer.push(
+        u64::from(reason.code()) | u64::from(FORMAT_VERSION) << 32 | u64::from(length) << 48,
+    )?;
+    writer.push(hardware_exit_code)?;
+    for word in reason.payload() {
+        writer.push(word)?;
+    }
+    writer.push(state.mtd.bits())?;
+    state.encode_groups(&mut writer)?;
+    Ok(writer.position)
 }
 
 /// The VMM's answer to an exit: state to write back, an event to inject, window request.
@@ -1182,6 +1209,18 @@ impl Reply {
 
     /// Decodes a reply, rejecting any malformed one.
     pub fn from_words(words: &[u64]) -> Result<Reply, DecodeError> {
+        let mut reply = Reply::default();
+        reply.decode_into(words)?;
+        Ok(reply)
+    }
+
+    /// Decodes a reply into `self` without building a new one (no zeroing or moving of the
+    /// whole state): the same checks as [`Reply::from_words`], and on success `self.inject`,
+    /// `self.request_interrupt_window`, `self.state.mtd` and the groups `mtd` names are what
+    /// `from_words` returns; fields of groups not in `mtd` keep their old values, which every
+    /// consumer ignores (they are outside `mtd`). On error `self` is partly written and must
+    /// not be applied.
+    pub fn decode_into(&mut self, words: &[u64]) -> Result<(), DecodeError> {
         if words.len() < REPLY_HEADER_WORDS {
             return Err(DecodeError::Truncated {
                 needed: REPLY_HEADER_WORDS,
@@ -1200,12 +1239,10 @@ impl Reply {
             return Err(DecodeError::GroupNotWritable(Mtd::PENDING_EVENT.bits()));
         }
         check_length(REPLY_HEADER_WORDS + mtd.words(), words.len())?;
-        let state = VcpuState::decode_groups(mtd, &mut reader)?;
-        Ok(Reply {
-            state,
-            inject,
-            request_interrupt_window: head & 1 != 0,
-        })
+        VcpuState::decode_groups_into(&mut self.state, mtd, &mut reader)?;
+        self.inject = inject;
+        self.request_interrupt_window = head & 1 != 0;
+        Ok(())
     }
 }
 
@@ -1253,6 +1290,71 @@ mod tests {
             instruction_length: InstructionLength::new(1),
             hardware_exit_code: 30,
             state: sample_state(),
+        }
+    }
+
+    #[test]
+    fn word_counts_match_group_table() {
+        for bits in 0..=Mtd::ALL.bits() {
+            let expected: usize = (0..16)
+                .filter(|bit| bits & (1 << bit) != 0)
+                .map(|bit| Mtd::GROUP_WORDS[bit])
+                .sum();
+            assert_eq!(Mtd(bits).words(), expected, "bits {bits:#x}");
+        }
+    }
+
+    #[test]
+    fn decode_into_a_used_reply_matches_from_words() {
+        // Replies decoded into a scratch reply that already holds another decoded reply (with
+        // every group set) must re-encode to the same words as a fresh `from_words`, and
+        // malformed ones must fail the same way.
+        let mut full = Reply {
+            state: sample_state(),
+            inject: None,
+            request_interrupt_window: true,
+        };
+        full.state.mtd = Mtd::ALL.difference(Mtd::PENDING_EVENT);
+        full.state.pending_event = None;
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for round in 0..20_000 {
+            let mut scratch = full;
+            let mtd = Mtd(next_random(&mut seed) & Mtd::ALL.bits() & !Mtd::PENDING_EVENT.bits());
+            let mut words = [0u64; MAX_REPLY_WORDS + 1];
+            words[0] = u64::from(FORMAT_VERSION) << 32 | (next_random(&mut seed) & 1);
+            words[1] = if round % 3 == 0 { 0x20 | 1 << 8 } else { 0 };
+            words[2] = mtd.bits();
+            let mut length = REPLY_HEADER_WORDS + mtd.words();
+            for word in &mut words[3..length] {
+                *word = next_random(&mut seed) & 0x0000_ffff_0fff_ffff;
+            }
+            // Sometimes corrupt one word or the length.
+            match round % 7 {
+                0 => {
+                    let index = (next_random(&mut seed) as usize) % length;
+                    words[index] ^= 1 << (next_random(&mut seed) % 64);
+                }
+                1 => length = length.saturating_sub(1),
+                2 => length += 1,
+                _ => {}
+            }
+            let words = &words[..length];
+            let fresh = Reply::from_words(words);
+            let reused = scratch.decode_into(words);
+            match fresh {
+                Ok(fresh) => {
+                    assert_eq!(reused, Ok(()), "words {words:x?}");
+                    let (mut a, mut b) = ([0u64; MAX_REPLY_WORDS], [0u64; MAX_REPLY_WORDS]);
+                    assert_eq!(fresh.to_words(&mut a), scratch.to_words(&mut b));
+                    assert_eq!(a, b);
+                    assert_eq!(fresh.inject, scratch.inject);
+                    assert_eq!(
+                        fresh.request_interrupt_window,
+                        scratch.request_interrupt_window
+                    );
+                }
+                Err(error) => assert_eq!(reused, Err(error), "words {words:x?}"),
+            }
         }
     }
 

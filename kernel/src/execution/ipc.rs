@@ -317,12 +317,14 @@ pub fn expire_waits(kernel: &mut Kernel, cpu: usize) {
     }
 }
 
-/// Copies the untyped words of `thread`'s UTCB message into `words`; returns how many.
-pub fn read_message_words(
+/// Copies the untyped words of `thread`'s UTCB message into `words` and returns them (the
+/// buffer need not be initialized: only the message's words are copied, and only they are
+/// returned).
+pub fn read_message_words<'a>(
     kernel: &mut Kernel,
     thread: u32,
-    words: &mut [u64; MAX_UNTYPED_WORDS],
-) -> Result<usize, Status> {
+    words: &'a mut [core::mem::MaybeUninit<u64>; MAX_UNTYPED_WORDS],
+) -> Result<&'a [u64], Status> {
     let source = utcb_pointer(kernel, thread, false)?;
     // SAFETY: `source` points at a mapped UTCB page; the tag is its first 8 bytes.
     let tag = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const MessageTag) };
@@ -338,7 +340,8 @@ pub fn read_message_words(
             count * 8,
         )
     };
-    Ok(count)
+    // SAFETY: the first `count` words were just written.
+    Ok(unsafe { core::slice::from_raw_parts(words.as_ptr() as *const u64, count) })
 }
 
 /// Writes `words` as `thread`'s message (label 0, no transfer items).

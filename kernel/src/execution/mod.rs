@@ -232,12 +232,11 @@ fn from_user(
     // threads' into their saved frames; `leave` saves and loads frames only on a switch.
     let mut next = handler(&mut kernel, cpu, current, frame);
     if let Next::RunVcpu(vcpu) = next {
-        let mut reply = [0u64; 64];
-        let count = ipc::read_message_words(&mut kernel, current, &mut reply);
+        let mut reply = [const { core::mem::MaybeUninit::uninit() }; 64];
+        let reply = ipc::read_message_words(&mut kernel, current, &mut reply);
         drop(kernel);
-        let mut exit = [0u64; 64];
-        let result =
-            count.and_then(|count| crate::virtualization::run(vcpu, &reply[..count], &mut exit));
+        let mut exit = [0u64; sluice_abi::vcpu::MAX_EXIT_WORDS];
+        let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, &mut exit));
         kernel = KERNEL.lock();
         let preempted = sluice_abi::vcpu::ExitReason::Preempted.code();
         next = match result.and_then(|count| {

@@ -17,7 +17,7 @@ use kernel_virt::svm::{
 };
 use kernel_virt::{HostPhys, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply};
+use sluice_abi::vcpu::{Gpr, Reply, VcpuState};
 
 /// IA32_EFER and its SVME bit (APM Vol. 2, 15.4), VM_HSAVE_PA (15.30.4).
 const MSR_EFER: u32 = 0xc000_0080;
@@ -41,6 +41,9 @@ struct SvmCpu {
     /// Where VMSAVE/VMLOAD keep the host's FS/GS/TR/LDTR and syscall MSRs.
     host_area: u64,
     tags: TagAllocator,
+    /// Scratch for decoding replies and exits in place (no per-exit zeroing or moves).
+    reply: Reply,
+    exit: VcpuState,
 }
 
 static CPUS: [SpinLock<Option<SvmCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
@@ -86,7 +89,12 @@ fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
         x86::msr::wrmsr(MSR_EFER, efer | EFER_SVME);
         x86::msr::wrmsr(MSR_VM_HSAVE_PA, host_save);
     }
-    *slot = Some(SvmCpu { host_area, tags });
+    *slot = Some(SvmCpu {
+        host_area,
+        tags,
+        reply: Reply::default(),
+        exit: VcpuState::default(),
+    });
     Ok(())
 }
 
@@ -194,9 +202,14 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
     let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
     let mut block = vmcb(vcpu.vmcb);
+    let mut cpu_state = CPUS[cpu].lock();
+    let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     if !reply.is_empty() {
-        let reply = Reply::from_words(reply).map_err(|_| Status::InvalidArgument)?;
-        virt_svm::apply_reply(&reply, &mut block, &mut vcpu.saved)
+        state
+            .reply
+            .decode_into(reply)
+            .map_err(|_| Status::InvalidArgument)?;
+        virt_svm::apply_reply(&state.reply, &mut block, &mut vcpu.saved)
             .map_err(|_| Status::InvalidArgument)?;
     }
     let virtual_interrupt = block.read(VmcbField::VIRTUAL_INTERRUPT);
@@ -204,8 +217,6 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         VmcbField::VIRTUAL_INTERRUPT,
         virtual_interrupt | V_INTR_MASKING,
     );
-    let mut cpu_state = CPUS[cpu].lock();
-    let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
         // guest, or its new epoch is seen here and the entry flushes.
@@ -232,9 +243,17 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         } else if code == exit_code::MSR && handle_efer(&mut block, &mut vcpu.saved) {
             continue;
         }
-        let message = virt_svm::decode_exit(&block, &vcpu.saved, BASE_STATE, features());
-        return match message {
-            Ok(message) => message.to_words(exit).map_err(|_| Status::Overflow),
+        let header = virt_svm::decode_exit_into(
+            &block,
+            &vcpu.saved,
+            BASE_STATE,
+            features(),
+            &mut state.exit,
+        );
+        return match header {
+            Ok(header) => header
+                .encode(&state.exit, exit)
+                .map_err(|_| Status::Overflow),
             Err(error) => {
                 kprintln!("sluice: vcpu {index}: exit {code:#x} not decodable: {error}");
                 Err(Status::Aborted)

@@ -21,7 +21,7 @@ use kernel_virt::vmx::{
 };
 use kernel_virt::{SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply};
+use sluice_abi::vcpu::{Gpr, Reply, VcpuState};
 
 const MSR_FEATURE_CONTROL: u32 = 0x3a;
 /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM Vol. 3C 23.7).
@@ -56,6 +56,9 @@ struct VmxCpu {
     tags: TagAllocator,
     /// The vCPU whose VMCS is current here.
     current: Option<u32>,
+    /// Scratch for decoding replies and exits in place (no per-exit zeroing or moves).
+    reply: Reply,
+    exit: VcpuState,
 }
 
 static CPUS: [SpinLock<Option<VmxCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
@@ -166,6 +169,8 @@ fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
         policy,
         tags: TagAllocator::vpid(cpu as u32),
         current: None,
+        reply: Reply::default(),
+        exit: VcpuState::default(),
     });
     Ok(())
 }
@@ -408,13 +413,20 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     load(vcpu, state, index, cpu)?;
     if !reply.is_empty() {
-        let reply = Reply::from_words(reply).map_err(|_| Status::InvalidArgument)?;
-        let plan = virt_vmx::plan_entry(&reply, &Current, &vcpu.saved, &state.policy)
+        state
+            .reply
+            .decode_into(reply)
             .map_err(|_| Status::InvalidArgument)?;
-        for write in &plan.writes {
-            vmwrite(write.field, write.value);
-        }
-        vcpu.saved = plan.saved;
+        virt_vmx::apply_entry(
+            &state.reply,
+            &Current,
+            &mut vcpu.saved,
+            &state.policy,
+            |field, value| {
+                vmwrite(field, value);
+            },
+        )
+        .map_err(|_| Status::InvalidArgument)?;
     }
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
@@ -472,8 +484,11 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
             }
             _ => {}
         }
-        return match virt_vmx::decode_exit(&Current, &vcpu.saved, BASE_STATE) {
-            Ok(message) => message.to_words(exit).map_err(|_| Status::Overflow),
+        return match virt_vmx::decode_exit_into(&Current, &vcpu.saved, BASE_STATE, &mut state.exit)
+        {
+            Ok(header) => header
+                .encode(&state.exit, exit)
+                .map_err(|_| Status::Overflow),
             Err(error) => {
                 kprintln!("sluice: vcpu {index}: exit {basic} not decodable: {error}");
                 Err(Status::Aborted)

@@ -29,4 +29,4 @@ mod tests;
 
 pub use address::{GuestPhys, HostPhys};
 pub use error::{ExitError, ReplyError};
-pub use state::{SavedRegisters, BASE_STATE};
+pub use state::{ExitHeader, SavedRegisters, BASE_STATE};

@@ -3,8 +3,9 @@
 //! interruption information and SVM EXITINTINFO / EVENTINJ agree on bits 0..12 and 31), the
 //! checks an injection must pass, and segment attribute conversion.
 use sluice_abi::vcpu::{
-    ActivityState, DecodeError, Event, Exception, ExceptionVector, GeneralRegisters,
-    Interruptibility, Mtd, SegmentAttributes,
+    encode_exit, ActivityState, DecodeError, EncodeError, Event, Exception, ExceptionVector,
+    ExitMessage, ExitReason, GeneralRegisters, InstructionLength, Interruptibility, Mtd,
+    SegmentAttributes, VcpuState,
 };
 
 use crate::error::{ExitError, ReplyError};
@@ -22,6 +23,41 @@ pub const BASE_STATE: Mtd = Mtd::GPR_ACDB
     .union(Mtd::SEGMENT_CS_SS)
     .union(Mtd::INTERRUPT_STATE)
     .union(Mtd::PENDING_EVENT);
+
+/// An exit message without its state (see `svm::decode_exit_into`, `vmx::decode_exit_into`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitHeader {
+    /// Why the guest exited.
+    pub reason: ExitReason,
+    /// Length of the exiting instruction, when known.
+    pub instruction_length: Option<InstructionLength>,
+    /// Raw hardware exit code.
+    pub hardware_exit_code: u64,
+}
+
+impl ExitHeader {
+    /// The message of this header and `state`.
+    pub fn into_message(self, state: VcpuState) -> ExitMessage {
+        ExitMessage {
+            reason: self.reason,
+            instruction_length: self.instruction_length,
+            hardware_exit_code: self.hardware_exit_code,
+            state,
+        }
+    }
+
+    /// Encodes the message of this header and `state` into `out` (the words
+    /// `ExitMessage::to_words` writes for it), returning the word count.
+    pub fn encode(&self, state: &VcpuState, out: &mut [u64]) -> Result<usize, EncodeError> {
+        encode_exit(
+            &self.reason,
+            self.instruction_length,
+            self.hardware_exit_code,
+            state,
+            out,
+        )
+    }
+}
 
 /// Guest registers the kernel saves and restores itself around VM entry, because neither the
 /// VMCS nor the VMCB holds them.

@@ -16,8 +16,8 @@ use sluice_abi::vcpu::{
 use super::vmcb::{Vmcb, VmcbField, VmcbSegment, INTERRUPT_SHADOW, VMCB_SIZE};
 use super::{exit_code, SvmFeatures};
 use crate::error::ExitError;
-use crate::state::{decode_event, SavedRegisters, Vendor, BASE_STATE};
-use crate::vmx::exit::{edx_eax, GPR_GROUPS};
+use crate::state::{decode_event, ExitHeader, SavedRegisters, Vendor, BASE_STATE};
+use crate::vmx::exit::GPR_GROUPS;
 
 /// IA32_EFER.SVME (APM Vol. 2 section 3.1.7): set in every guest's VMCB EFER because VMRUN
 /// requires it, and hidden from the guest's view.
@@ -43,12 +43,25 @@ pub fn decode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
     requested: Mtd,
     features: SvmFeatures,
 ) -> Result<ExitMessage, ExitError> {
+    let mut state = VcpuState::default();
+    let header = decode_exit_into(vmcb, saved, requested, features, &mut state)?;
+    Ok(header.into_message(state))
+}
+
+/// [`decode_exit`] without building the message: the state groups go into `state` (which
+/// keeps its old values outside `state.mtd`), the rest is returned; encode both with
+/// [`ExitHeader::encode`]. The kernel keeps `state` per CPU so no exit zeroes or moves it.
+pub fn decode_exit_into<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    saved: &SavedRegisters,
+    requested: Mtd,
+    features: SvmFeatures,
+    state: &mut VcpuState,
+) -> Result<ExitHeader, ExitError> {
     let code = vmcb.read(VmcbField::EXITCODE);
     let info1 = vmcb.read(VmcbField::EXITINFO1);
     let info2 = vmcb.read(VmcbField::EXITINFO2);
-    let rax = vmcb.read(VmcbField::RAX);
-    let mut gpr = saved.gpr;
-    gpr.set(Gpr::Rax, rax);
+    let gpr = &saved.gpr;
     let reason = match code {
         exit_code::EXCEPTION_BASE..=exit_code::EXCEPTION_LAST => {
             let vector = (code - exit_code::EXCEPTION_BASE) as u8;
@@ -73,7 +86,8 @@ pub fn decode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
             },
             1 => ExitReason::MsrWrite {
                 msr: gpr.get(Gpr::Rcx) as u32,
-                value: edx_eax(&gpr),
+                value: (gpr.get(Gpr::Rdx) & 0xffff_ffff) << 32
+                    | (vmcb.read(VmcbField::RAX) & 0xffff_ffff),
             },
             other => return Err(ExitError::BadMsrAccess(other)),
         },
@@ -117,12 +131,11 @@ pub fn decode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
         }
         _ => None,
     };
-    let state = read_state(vmcb, &gpr, requested.union(BASE_STATE))?;
-    Ok(ExitMessage {
+    read_state(vmcb, gpr, requested.union(BASE_STATE), state)?;
+    Ok(ExitHeader {
         reason,
         instruction_length,
         hardware_exit_code: code,
-        state,
     })
 }
 
@@ -176,17 +189,19 @@ fn read_state<B: Borrow<[u8; VMCB_SIZE]>>(
     vmcb: &Vmcb<B>,
     gpr: &sluice_abi::vcpu::GeneralRegisters,
     mtd: Mtd,
-) -> Result<VcpuState, ExitError> {
-    let mut state = VcpuState {
-        mtd,
-        ..VcpuState::default()
-    };
+    state: &mut VcpuState,
+) -> Result<(), ExitError> {
+    state.mtd = mtd;
     for (group, registers) in GPR_GROUPS {
         if mtd.contains(group) {
             for &register in registers {
                 state.gpr.set(register, gpr.get(register));
             }
         }
+    }
+    if mtd.contains(Mtd::GPR_ACDB) {
+        // RAX lives in the VMCB; the saved slot is stale.
+        state.gpr.set(Gpr::Rax, vmcb.read(VmcbField::RAX));
     }
     if mtd.contains(Mtd::RSP) {
         state.gpr.set(Gpr::Rsp, vmcb.read(VmcbField::RSP));
@@ -246,5 +261,5 @@ fn read_state<B: Borrow<[u8; VMCB_SIZE]>>(
     if mtd.contains(Mtd::TSC_OFFSET) {
         state.tsc_offset = vmcb.read(VmcbField::TSC_OFFSET);
     }
-    Ok(state)
+    Ok(())
 }

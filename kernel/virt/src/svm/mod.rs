@@ -9,7 +9,7 @@ pub mod setup;
 pub mod vmcb;
 
 pub use entry::apply_reply;
-pub use exit::decode_exit;
+pub use exit::{decode_exit, decode_exit_into};
 pub use vmcb::{
     CleanBits, InterceptVector3, InterceptVector4, Vmcb, VmcbField, VmcbSegment, VMCB_SIZE,
 };

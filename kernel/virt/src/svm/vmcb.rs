@@ -163,14 +163,17 @@ impl VmcbField {
     pub const DEBUG_CONTROL: VmcbField = save(0x270, Bits64, CleanBits::LAST_BRANCH_RECORD);
 
     /// Byte offset in the VMCB.
+    #[inline]
     pub const fn offset(self) -> usize {
         self.offset as usize
     }
     /// Width.
+    #[inline]
     pub const fn width(self) -> FieldWidth {
         self.width
     }
     /// The clean bit a write must clear (empty if none).
+    #[inline]
     pub const fn clean_bit(self) -> CleanBits {
         self.clean
     }
@@ -340,20 +343,22 @@ impl<B: Borrow<[u8; VMCB_SIZE]>> Vmcb<B> {
     }
 
     /// The field's value, zero-extended.
+    #[inline]
     pub fn read(&self, field: VmcbField) -> u64 {
-        let width = field.width().bytes();
-        let mut raw = [0u8; 8];
-        let source = self
-            .bytes
-            .borrow()
-            .get(field.offset()..field.offset() + width);
-        if let (Some(source), Some(target)) = (source, raw.get_mut(..width)) {
-            target.copy_from_slice(source);
+        // One fixed-size load per width (no variable-length copy), so a read of a constant
+        // field compiles to a single load.
+        let bytes = self.bytes.borrow();
+        let offset = field.offset();
+        match field.width() {
+            FieldWidth::Bits8 => load::<1>(bytes, offset),
+            FieldWidth::Bits16 => load::<2>(bytes, offset),
+            FieldWidth::Bits32 => load::<4>(bytes, offset),
+            FieldWidth::Bits64 => load::<8>(bytes, offset),
         }
-        u64::from_le_bytes(raw)
     }
 
     /// The clean bits currently set.
+    #[inline]
     pub fn clean_bits(&self) -> CleanBits {
         CleanBits::from_bits_retain(self.read(VmcbField::CLEAN_BITS) as u32)
     }
@@ -361,6 +366,7 @@ impl<B: Borrow<[u8; VMCB_SIZE]>> Vmcb<B> {
 
 impl<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>> Vmcb<B> {
     /// Writes the low bytes of `value` and clears the field's clean bit.
+    #[inline]
     pub fn write(&mut self, field: VmcbField, value: u64) {
         self.store(field, value);
         let clean = field.clean_bit();
@@ -376,16 +382,35 @@ impl<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>> Vmcb<B> {
         self.store(VmcbField::CLEAN_BITS, u64::from(bits.bits()));
     }
 
+    #[inline]
     fn store(&mut self, field: VmcbField, value: u64) {
-        let width = field.width().bytes();
-        let bytes = value.to_le_bytes();
-        let target = self
-            .bytes
-            .borrow_mut()
-            .get_mut(field.offset()..field.offset() + width);
-        if let (Some(target), Some(source)) = (target, bytes.get(..width)) {
-            target.copy_from_slice(source);
+        let bytes = self.bytes.borrow_mut();
+        let offset = field.offset();
+        match field.width() {
+            FieldWidth::Bits8 => store::<1>(bytes, offset, value),
+            FieldWidth::Bits16 => store::<2>(bytes, offset, value),
+            FieldWidth::Bits32 => store::<4>(bytes, offset, value),
+            FieldWidth::Bits64 => store::<8>(bytes, offset, value),
         }
+    }
+}
+
+/// The `N` little-endian bytes at `offset`, zero-extended (0 if they lie outside the VMCB).
+#[inline]
+fn load<const N: usize>(bytes: &[u8; VMCB_SIZE], offset: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    if let (Some(source), Some(target)) = (bytes.get(offset..offset + N), raw.get_mut(..N)) {
+        target.copy_from_slice(source);
+    }
+    u64::from_le_bytes(raw)
+}
+
+/// Writes the low `N` bytes of `value` at `offset` (nothing if they lie outside the VMCB).
+#[inline]
+fn store<const N: usize>(bytes: &mut [u8; VMCB_SIZE], offset: usize, value: u64) {
+    let raw = value.to_le_bytes();
+    if let (Some(target), Some(source)) = (bytes.get_mut(offset..offset + N), raw.get(..N)) {
+        target.copy_from_slice(source);
     }
 }
 

@@ -48,15 +48,6 @@ pub struct EntryPlan {
 }
 
 impl EntryPlan {
-    fn write(&mut self, field: VmcsField, value: u64) {
-        // MAX_ENTRY_WRITES covers a reply with every group, an injection and the window
-        // control (see the test `a_reply_with_every_group_fits`), so this never drops a write.
-        let _ = self.writes.push(VmcsWrite {
-            field,
-            value: field.truncate(value),
-        });
-    }
-
     /// The value of the last write to `field`, if the plan writes it.
     pub fn value_of(&self, field: VmcsField) -> Option<u64> {
         self.writes
@@ -82,6 +73,27 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
     saved: &SavedRegisters,
     policy: &ControlRegisterPolicy,
 ) -> Result<EntryPlan, ReplyError> {
+    let mut writes = Vec::new();
+    let mut saved = *saved;
+    apply_entry(reply, vmcs, &mut saved, policy, |field, value| {
+        // MAX_ENTRY_WRITES covers a reply with every group, an injection and the window
+        // control (see the test `a_reply_with_every_group_fits`), so this never drops a write.
+        let _ = writes.push(VmcsWrite { field, value });
+    })?;
+    Ok(EntryPlan { writes, saved })
+}
+
+/// [`plan_entry`] without the plan: validates `reply` exactly as it does, and only when it is
+/// accepted calls `write` with each VMWRITE of the plan, in order (values already truncated to
+/// the field's width), and applies the reply's register updates to `saved`. A refused reply
+/// calls nothing and leaves `saved` alone. `plan_entry` is built on this, so both agree.
+pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
+    reply: &Reply,
+    vmcs: &V,
+    saved: &mut SavedRegisters,
+    policy: &ControlRegisterPolicy,
+    mut write: W,
+) -> Result<(), ReplyError> {
     let state = &reply.state;
     let mtd = state.mtd;
     if mtd.contains(Mtd::PENDING_EVENT) {
@@ -130,36 +142,33 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
         }
     }
 
-    let mut plan = EntryPlan {
-        writes: Vec::new(),
-        saved: *saved,
-    };
+    let mut plan = |field: VmcsField, value: u64| write(field, field.truncate(value));
     for (group, registers) in GPR_GROUPS {
         if mtd.contains(group) {
             for &register in registers {
-                plan.saved.gpr.set(register, state.gpr.get(register));
+                saved.gpr.set(register, state.gpr.get(register));
             }
         }
     }
     if mtd.contains(Mtd::RSP) {
-        plan.write(VmcsField::GuestRsp, state.gpr.get(Gpr::Rsp));
+        plan(VmcsField::GuestRsp, state.gpr.get(Gpr::Rsp));
     }
     if mtd.contains(Mtd::RIP) {
-        plan.write(VmcsField::GuestRip, state.rip);
+        plan(VmcsField::GuestRip, state.rip);
     }
     if mtd.contains(Mtd::RFLAGS) {
-        plan.write(VmcsField::GuestRflags, state.rflags);
+        plan(VmcsField::GuestRflags, state.rflags);
     }
     if mtd.contains(Mtd::CONTROL_REGISTERS) {
-        plan.write(VmcsField::GuestCr0, policy.guest_cr0(state.cr0));
-        plan.write(VmcsField::Cr0ReadShadow, state.cr0);
-        plan.write(VmcsField::GuestCr3, state.cr3);
-        plan.write(VmcsField::GuestCr4, policy.guest_cr4(state.cr4));
-        plan.write(VmcsField::Cr4ReadShadow, state.cr4);
-        plan.saved.cr2 = state.cr2;
+        plan(VmcsField::GuestCr0, policy.guest_cr0(state.cr0));
+        plan(VmcsField::Cr0ReadShadow, state.cr0);
+        plan(VmcsField::GuestCr3, state.cr3);
+        plan(VmcsField::GuestCr4, policy.guest_cr4(state.cr4));
+        plan(VmcsField::Cr4ReadShadow, state.cr4);
+        saved.cr2 = state.cr2;
     }
     if mtd.contains(Mtd::EFER) {
-        plan.write(VmcsField::GuestEfer, state.efer);
+        plan(VmcsField::GuestEfer, state.efer);
         // SDM Vol. 3C section 27.3.1.1: "IA-32e mode guest" must equal EFER.LMA.
         let long_mode = EntryControls::IA32E_MODE_GUEST.bits() as u64;
         let controls = if state.efer & EFER_LMA != 0 {
@@ -167,7 +176,7 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
         } else {
             entry_controls & !long_mode
         };
-        plan.write(VmcsField::EntryControls, controls);
+        plan(VmcsField::EntryControls, controls);
     }
     for (group, registers) in SEGMENT_GROUPS {
         if mtd.contains(group) {
@@ -183,10 +192,10 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
                     super::GuestSegment::Ldtr => state.ldtr,
                 };
                 let fields = register.fields();
-                plan.write(fields.selector, u64::from(segment.selector));
-                plan.write(fields.base, segment.base);
-                plan.write(fields.limit, u64::from(segment.limit));
-                plan.write(
+                plan(fields.selector, u64::from(segment.selector));
+                plan(fields.base, segment.base);
+                plan(fields.limit, u64::from(segment.limit));
+                plan(
                     fields.access_rights,
                     access_rights_from_attributes(segment.attributes),
                 );
@@ -194,32 +203,32 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
         }
     }
     if mtd.contains(Mtd::DESCRIPTOR_TABLES) {
-        plan.write(VmcsField::GuestGdtrBase, state.gdtr.base);
-        plan.write(VmcsField::GuestGdtrLimit, u64::from(state.gdtr.limit));
-        plan.write(VmcsField::GuestIdtrBase, state.idtr.base);
-        plan.write(VmcsField::GuestIdtrLimit, u64::from(state.idtr.limit));
+        plan(VmcsField::GuestGdtrBase, state.gdtr.base);
+        plan(VmcsField::GuestGdtrLimit, u64::from(state.gdtr.limit));
+        plan(VmcsField::GuestIdtrBase, state.idtr.base);
+        plan(VmcsField::GuestIdtrLimit, u64::from(state.idtr.limit));
     }
     if mtd.contains(Mtd::INTERRUPT_STATE) {
-        plan.write(
+        plan(
             VmcsField::GuestInterruptibility,
             u64::from(state.interruptibility.bits()),
         );
-        plan.write(VmcsField::GuestActivityState, state.activity as u64);
+        plan(VmcsField::GuestActivityState, state.activity as u64);
     }
     if mtd.contains(Mtd::TSC_OFFSET) {
-        plan.write(VmcsField::TscOffset, state.tsc_offset);
+        plan(VmcsField::TscOffset, state.tsc_offset);
     }
     if let Some(event) = reply.inject {
         let word = injection_word(event);
-        plan.write(VmcsField::EntryInterruptionInfo, word & 0xffff_ffff);
+        plan(VmcsField::EntryInterruptionInfo, word & 0xffff_ffff);
         if let Event::Exception(exception) = event {
             if let Some(code) = exception.error_code() {
-                plan.write(VmcsField::EntryExceptionErrorCode, u64::from(code));
+                plan(VmcsField::EntryExceptionErrorCode, u64::from(code));
             }
         }
         if activity == ActivityState::Hlt {
             // The delivered event ends the halt (SDM Vol. 3C section 27.6.1.2).
-            plan.write(VmcsField::GuestActivityState, ActivityState::Active as u64);
+            plan(VmcsField::GuestActivityState, ActivityState::Active as u64);
         }
     }
     let window = u64::from(PrimaryProcessorControls::INTERRUPT_WINDOW_EXITING.bits());
@@ -229,7 +238,7 @@ pub fn plan_entry<V: VmcsRead + ?Sized>(
         primary & !window
     };
     if wanted != primary {
-        plan.write(VmcsField::PrimaryProcessorControls, wanted);
+        plan(VmcsField::PrimaryProcessorControls, wanted);
     }
-    Ok(plan)
+    Ok(())
 }

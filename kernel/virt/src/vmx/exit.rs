@@ -18,7 +18,7 @@ use super::fields::{exit_reason, GuestSegment, VmcsField};
 use super::{read_field, VmcsRead};
 use crate::error::ExitError;
 use crate::state::{
-    attributes_from_access_rights, decode_event, SavedRegisters, Vendor, BASE_STATE,
+    attributes_from_access_rights, decode_event, ExitHeader, SavedRegisters, Vendor, BASE_STATE,
 };
 
 /// General-purpose registers of each state group, in message order.
@@ -68,6 +68,20 @@ pub fn decode_exit<V: VmcsRead + ?Sized>(
     saved: &SavedRegisters,
     requested: Mtd,
 ) -> Result<ExitMessage, ExitError> {
+    let mut state = VcpuState::default();
+    let header = decode_exit_into(vmcs, saved, requested, &mut state)?;
+    Ok(header.into_message(state))
+}
+
+/// [`decode_exit`] without building the message: the state groups go into `state` (which
+/// keeps its old values outside `state.mtd`), the rest is returned; encode both with
+/// [`ExitHeader::encode`]. The kernel keeps `state` per CPU so no exit zeroes or moves it.
+pub fn decode_exit_into<V: VmcsRead + ?Sized>(
+    vmcs: &V,
+    saved: &SavedRegisters,
+    requested: Mtd,
+    state: &mut VcpuState,
+) -> Result<ExitHeader, ExitError> {
     let raw_reason = read(vmcs, VmcsField::ExitReason)?;
     let basic = (raw_reason & 0xffff) as u16;
     let reason = decode_reason(vmcs, saved, basic)?;
@@ -79,12 +93,11 @@ pub fn decode_exit<V: VmcsRead + ?Sized>(
         | exit_reason::WRMSR => Some(instruction_length(vmcs, basic)?),
         _ => None,
     };
-    let state = read_state(vmcs, saved, requested.union(BASE_STATE))?;
-    Ok(ExitMessage {
+    read_state(vmcs, saved, requested.union(BASE_STATE), state)?;
+    Ok(ExitHeader {
         reason,
         instruction_length,
         hardware_exit_code: u64::from(basic),
-        state,
     })
 }
 
@@ -249,11 +262,9 @@ fn read_state<V: VmcsRead + ?Sized>(
     vmcs: &V,
     saved: &SavedRegisters,
     mtd: Mtd,
-) -> Result<VcpuState, ExitError> {
-    let mut state = VcpuState {
-        mtd,
-        ..VcpuState::default()
-    };
+    state: &mut VcpuState,
+) -> Result<(), ExitError> {
+    state.mtd = mtd;
     for (group, registers) in GPR_GROUPS {
         if mtd.contains(group) {
             for &register in registers {
@@ -334,7 +345,7 @@ fn read_state<V: VmcsRead + ?Sized>(
     if mtd.contains(Mtd::TSC_OFFSET) {
         state.tsc_offset = read(vmcs, VmcsField::TscOffset)?;
     }
-    Ok(state)
+    Ok(())
 }
 
 /// Guest activity state (SDM Vol. 3C section 25.4.2).

@@ -19,8 +19,8 @@ pub use control_bits::{
 pub use controls::{
     ControlError, ControlRegisterPolicy, Controls, DesiredControls, VmxCapabilities,
 };
-pub use entry::{plan_entry, EntryPlan, VmcsWrite};
-pub use exit::decode_exit;
+pub use entry::{apply_entry, plan_entry, EntryPlan, VmcsWrite};
+pub use exit::{decode_exit, decode_exit_into};
 pub use fields::{FieldKind, FieldWidth, GuestSegment, VmcsField};
 
 /// Read access to the current VMCS: the kernel implements it with VMREAD (returning `None` when
