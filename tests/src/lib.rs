@@ -217,6 +217,32 @@ pub const BOOT_TESTS: &[BootTest] = &[
         ],
         timeout_secs: 120,
     },
+    BootTest {
+        name: "qemu-msix-remapped",
+        emulator: Emulator::Qemu,
+        system: Some("userland/systems/msix.toml"),
+        cmdline: "",
+        expect: Expect::CleanShutdown,
+        cpus: None,
+        markers: &[
+            "interrupt remapping on, quarantine domain ready, translation on",
+            "pci-server:     caps: PM(NoSoftRst-) MSI(64-bit, 1 vec) MSI-X(5 vec, table BAR3+0x0, PBA BAR3+0x2000)",
+            "pci-server: 01:00.0 assigned to owner 64",
+            "dma-test: 01:00.0 claimed: e1000e 8086:10d3",
+            // The pci-server programs entry 2 through its own mapping of BAR3.
+            "pci-server: 01:00.0 MSI-X entry 2 of 5 programmed in remappable format: address 0xfee00010 data 0x0 (IRTE 0), table at 0xfe680000 in BAR3, MSI-X on, INTx off",
+            // The driver reads it back through its mapping of BAR3 and config space.
+            "dma-test: check 1 passed: MSI-X entry 2 of 5 (BAR3+0x20) reads back address 0xfee00010 data 0x0 unmasked, the message of IRTE 0",
+            "(enabled, function unmasked), MSI off, command 0x0507 (INTx disabled); the other 4 entries stay masked",
+            // The NIC raises the interrupt; it arrives through the IRTE.
+            "dma-test: check 2 passed: the e1000e raised cause RXQ0 (ICS), IVAR sent it to MSI-X entry 2, and the message (address 0xfee00010 data 0x0) arrived on line 25 through IRTE 0, which verifies source-id 01:00.0",
+            "dma-test: check 3 passed: MSI-X entry 5 of a 5-entry table was refused (vector out of range); entry 2 is unchanged",
+            "dma-test: all 3 checks passed",
+            "init: guest 0 passed (status 0x0, 3 exits)",
+            "init: guests: 1 passed, 0 failed",
+        ],
+        timeout_secs: 60,
+    },
 ];
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub enum Failure {
     ShortReply,
     /// The reply should have carried a capability and did not.
     NoCapability,
+    /// The device is not one this driver drives (edu or e1000e).
+    UnknownDevice,
 }
 
 impl fmt::Display for Failure {
@@ -41,6 +43,7 @@ impl fmt::Display for Failure {
             },
             Self::ShortReply => write!(formatter, "reply too short"),
             Self::NoCapability => write!(formatter, "reply carried no capability"),
+            Self::UnknownDevice => write!(formatter, "not a device this driver drives"),
         }
     }
 }

@@ -19,6 +19,18 @@
 //!    both fault reports reach the driver with the right requester id and page, and the canary
 //!    (read through the driver's read-only mapping) is unchanged.
 //!
+//! When its device is an Intel 82574L (QEMU's `e1000e`, 8086:10d3) instead, the three checks
+//! are about MSI-X (`userland/systems/msix.toml`):
+//!
+//! 1. an IRTE for its MSI line is allocated and programmed, the pci-server programs MSI-X table
+//!    entry 2 with it (`ProgramMsi` kind 1); the driver reads the entry back through its own
+//!    mapping of the table's BAR (the iommu-server's message, unmasked), reads MSI-X Enable
+//!    on, Function Mask off, MSI off and Interrupt Disable on in config space, and finds every
+//!    other entry still masked;
+//! 2. the NIC raises interrupt cause RXQ0 (ICS register), IVAR routes it to entry 2, and the
+//!    MSI-X message arrives through the IRTE on the driver's notification;
+//! 3. an entry beyond the table is refused with `VectorOutOfRange` and entry 2 is unchanged.
+//!
 //! It ends with `dma-test: all 3 checks passed` (or names the failures) and reports to init as
 //! its guest's end: status 0 when every check passed, else the mask of failed checks.
 //!
@@ -31,7 +43,9 @@
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
 mod clients;
+mod e1000e;
 mod edu;
+mod msix;
 mod verdict;
 
 #[cfg(target_os = "none")]
