@@ -882,9 +882,7 @@ fn check_length(needed: usize, available: usize) -> Result<(), DecodeError> {
 
 fn segment_words(segment: &Segment) -> [u64; 2] {
     [
-        u64::from(segment.selector)
-            | u64::from(segment.attributes.0) << 16
-            | u64::from(segment.limit) << 32,
+        segment_word(segment.selector, segment.attributes, segment.limit),
         segment.base,
     ]
 }
@@ -975,7 +973,7 @@ impl VcpuState {
             }
         }
         if mtd.contains(Mtd::INTERRUPT_STATE) {
-            writer.push(u64::from(self.interruptibility.0) | (self.activity as u64) << 32)?;
+            writer.push(interrupt_state_word(self.interruptibility, self.activity))?;
         }
         if mtd.contains(Mtd::PENDING_EVENT) {
             writer.push(optional_event_word(self.pending_event))?;
@@ -1155,18 +1153,47 @@ pub fn encode_exit(
             available: out.len(),
         });
     }
-    let length = instruction_length.map_or(0, InstructionLength::bytes);
+    let header = exit_header_words(reason, instruction_length, hardware_exit_code, state.mtd);
     let mut writer = Writer { out, position: 0 };
-    writer.push(
-        u64::from(reason.code()) | u64::from(FORMAT_VERSION) << 32 | u64::from(length) << 48,
-    )?;
-    writer.push(hardware_exit_code)?;
-    for word in reason.payload() {
+    for word in header {
         writer.push(word)?;
     }
-    writer.push(state.mtd.bits())?;
     state.encode_groups(&mut writer)?;
     Ok(writer.position)
+}
+
+/// The [`EXIT_HEADER_WORDS`] words that start an exit message with these fields and state
+/// groups `mtd` (the state words follow, as [`ExitMessage::to_words`] writes them).
+#[inline]
+pub fn exit_header_words(
+    reason: &ExitReason,
+    instruction_length: Option<InstructionLength>,
+    hardware_exit_code: u64,
+    mtd: Mtd,
+) -> [u64; EXIT_HEADER_WORDS] {
+    let length = instruction_length.map_or(0, InstructionLength::bytes);
+    let [first, second, third] = reason.payload();
+    [
+        u64::from(reason.code()) | u64::from(FORMAT_VERSION) << 32 | u64::from(length) << 48,
+        hardware_exit_code,
+        first,
+        second,
+        third,
+        mtd.bits(),
+    ]
+}
+
+/// The message word of a segment (selector | attributes << 16 | limit << 32; the base is the
+/// next word).
+#[inline]
+pub fn segment_word(selector: u16, attributes: SegmentAttributes, limit: u32) -> u64 {
+    u64::from(selector) | u64::from(attributes.0) << 16 | u64::from(limit) << 32
+}
+
+/// The message word of the interrupt-state group.
+#[inline]
+pub fn interrupt_state_word(interruptibility: Interruptibility, activity: ActivityState) -> u64 {
+    u64::from(interruptibility.0) | (activity as u64) << 32
 }
 
 /// The VMM's answer to an exit: state to write back, an event to inject, window request.
@@ -1221,28 +1248,58 @@ impl Reply {
     /// consumer ignores (they are outside `mtd`). On error `self` is partly written and must
     /// not be applied.
     pub fn decode_into(&mut self, words: &[u64]) -> Result<(), DecodeError> {
-        if words.len() < REPLY_HEADER_WORDS {
+        let header = ReplyHeader::decode(words)?;
+        let mut reader = Reader {
+            words,
+            position: REPLY_HEADER_WORDS,
+        };
+        VcpuState::decode_groups_into(&mut self.state, header.mtd, &mut reader)?;
+        self.inject = header.inject;
+        self.request_interrupt_window = header.request_interrupt_window;
+        Ok(())
+    }
+}
+
+/// The header of a reply, checked against the whole message: every check of
+/// [`Reply::from_words`] except those inside the state groups (segment attributes, descriptor
+/// limits, interrupt state), which a caller that reads the group words itself must make (or
+/// it must only accept groups without such checks: GPRs, RSP, RIP, RFLAGS, control registers,
+/// EFER, TSC offset). The state words are `words[REPLY_HEADER_WORDS..]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyHeader {
+    /// The state groups that follow.
+    pub mtd: Mtd,
+    /// Event to inject.
+    pub inject: Option<Event>,
+    /// Interrupt-window request.
+    pub request_interrupt_window: bool,
+}
+
+impl ReplyHeader {
+    /// Checks the header words and the message length.
+    #[inline]
+    pub fn decode(words: &[u64]) -> Result<ReplyHeader, DecodeError> {
+        let Some(&[head, event, mtd]) = words.first_chunk::<REPLY_HEADER_WORDS>() else {
             return Err(DecodeError::Truncated {
                 needed: REPLY_HEADER_WORDS,
                 available: words.len(),
             });
-        }
-        let mut reader = Reader { words, position: 0 };
-        let head = reader.next()?;
+        };
         version_of(head)?;
         if head & 0xffff_0000_ffff_fffe != 0 {
             return Err(DecodeError::ReservedBits("reply header"));
         }
-        let inject = Event::from_word(reader.next()?)?;
-        let mtd = mtd_of(reader.next()?)?;
+        let inject = Event::from_word(event)?;
+        let mtd = mtd_of(mtd)?;
         if mtd.contains(Mtd::PENDING_EVENT) {
             return Err(DecodeError::GroupNotWritable(Mtd::PENDING_EVENT.bits()));
         }
         check_length(REPLY_HEADER_WORDS + mtd.words(), words.len())?;
-        VcpuState::decode_groups_into(&mut self.state, mtd, &mut reader)?;
-        self.inject = inject;
-        self.request_interrupt_window = head & 1 != 0;
-        Ok(())
+        Ok(ReplyHeader {
+            mtd,
+            inject,
+            request_interrupt_window: head & 1 != 0,
+        })
     }
 }
 

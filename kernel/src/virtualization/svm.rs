@@ -17,7 +17,7 @@ use kernel_virt::svm::{
 };
 use kernel_virt::{HostPhys, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply, VcpuState};
+use sluice_abi::vcpu::{Gpr, Reply, MAX_EXIT_WORDS};
 
 /// IA32_EFER and its SVME bit (APM Vol. 2, 15.4), VM_HSAVE_PA (15.30.4).
 const MSR_EFER: u32 = 0xc000_0080;
@@ -41,9 +41,8 @@ struct SvmCpu {
     /// Where VMSAVE/VMLOAD keep the host's FS/GS/TR/LDTR and syscall MSRs.
     host_area: u64,
     tags: TagAllocator,
-    /// Scratch for decoding replies and exits in place (no per-exit zeroing or moves).
+    /// Scratch for decoding replies in place (no per-exit zeroing or moves).
     reply: Reply,
-    exit: VcpuState,
 }
 
 static CPUS: [SpinLock<Option<SvmCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
@@ -93,7 +92,6 @@ fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
         host_area,
         tags,
         reply: Reply::default(),
-        exit: VcpuState::default(),
     });
     Ok(())
 }
@@ -205,11 +203,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
     let mut cpu_state = CPUS[cpu].lock();
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     if !reply.is_empty() {
-        state
-            .reply
-            .decode_into(reply)
-            .map_err(|_| Status::InvalidArgument)?;
-        virt_svm::apply_reply(&state.reply, &mut block, &mut vcpu.saved)
+        virt_svm::apply_reply_words(reply, &mut block, &mut vcpu.saved, &mut state.reply)
             .map_err(|_| Status::InvalidArgument)?;
     }
     let virtual_interrupt = block.read(VmcbField::VIRTUAL_INTERRUPT);
@@ -243,17 +237,11 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         } else if code == exit_code::MSR && handle_efer(&mut block, &mut vcpu.saved) {
             continue;
         }
-        let header = virt_svm::decode_exit_into(
-            &block,
-            &vcpu.saved,
-            BASE_STATE,
-            features(),
-            &mut state.exit,
-        );
-        return match header {
-            Ok(header) => header
-                .encode(&state.exit, exit)
-                .map_err(|_| Status::Overflow),
+        let out = exit
+            .first_chunk_mut::<MAX_EXIT_WORDS>()
+            .ok_or(Status::Overflow)?;
+        return match virt_svm::encode_exit(&block, &vcpu.saved, BASE_STATE, features(), out) {
+            Ok(count) => Ok(count),
             Err(error) => {
                 kprintln!("sluice: vcpu {index}: exit {code:#x} not decodable: {error}");
                 Err(Status::Aborted)

@@ -140,6 +140,8 @@ pub enum ReplyError {
     UnsupportedInterruptibility(u32),
     /// The kernel's VMREAD of this field failed.
     FieldUnreadable(VmcsField),
+    /// The reply's words do not decode (`sluice_abi::vcpu::Reply::from_words` refuses them).
+    Malformed(DecodeError),
 }
 
 impl fmt::Display for ReplyError {
@@ -190,6 +192,7 @@ impl fmt::Display for ReplyError {
                 f,
                 "interruptibility bits {bits:#x} cannot be set on SVM (only the interrupt shadow)"
             ),
+            ReplyError::Malformed(error) => write!(f, "malformed reply: {error}"),
             ReplyError::FieldUnreadable(field) => write!(
                 f,
                 "VMREAD of VMCS field {field:?} (encoding {:#06x}) failed",

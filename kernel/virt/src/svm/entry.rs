@@ -4,7 +4,10 @@
 //! Everything is validated first, so a refused reply changes nothing.
 use core::borrow::{Borrow, BorrowMut};
 
-use sluice_abi::vcpu::{ActivityState, Gpr, Interruptibility, Mtd, Reply, SegmentAttributes};
+use sluice_abi::vcpu::{
+    ActivityState, Event, Gpr, Interruptibility, Mtd, Reply, ReplyHeader, SegmentAttributes,
+    REPLY_HEADER_WORDS,
+};
 
 use super::exit::{EFER_SVME, SEGMENT_GROUPS};
 use super::vmcb::{
@@ -152,11 +155,22 @@ pub fn apply_reply<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
     if mtd.contains(Mtd::TSC_OFFSET) {
         vmcb.write(VmcbField::TSC_OFFSET, state.tsc_offset);
     }
-    vmcb.write(VmcbField::EVENTINJ, reply.inject.map_or(0, injection_word));
+    finish(vmcb, reply.inject, reply.request_interrupt_window);
+    Ok(())
+}
+
+/// EVENTINJ and the interrupt window, the last step of every applied reply.
+#[inline]
+fn finish<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &mut Vmcb<B>,
+    inject: Option<Event>,
+    request_interrupt_window: bool,
+) {
+    vmcb.write(VmcbField::EVENTINJ, inject.map_or(0, injection_word));
     let virtual_interrupt = vmcb.read(VmcbField::VIRTUAL_INTERRUPT);
     let intercepts = vmcb.read(VmcbField::INTERCEPT_VECTOR_3);
     let vintr = u64::from(InterceptVector3::VINTR.bits());
-    let (virtual_interrupt, intercepts) = if reply.request_interrupt_window {
+    let (virtual_interrupt, intercepts) = if request_interrupt_window {
         // A virtual interrupt of top priority that ignores V_TPR: the guest "takes" it, and
         // the VINTR intercept exits first (APM Vol. 2 section 15.21.4).
         (
@@ -172,5 +186,130 @@ pub fn apply_reply<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
     if intercepts != vmcb.read(VmcbField::INTERCEPT_VECTOR_3) {
         vmcb.write(VmcbField::INTERCEPT_VECTOR_3, intercepts);
     }
+}
+
+/// Groups whose words need no checks of their own beyond RFLAGS (see `ReplyHeader`).
+const DIRECT_GROUPS: Mtd = Mtd::GPR_ACDB
+    .union(Mtd::GPR_BSD)
+    .union(Mtd::GPR_R8_R15)
+    .union(Mtd::RSP)
+    .union(Mtd::RIP)
+    .union(Mtd::RFLAGS)
+    .union(Mtd::CONTROL_REGISTERS)
+    .union(Mtd::EFER)
+    .union(Mtd::TSC_OFFSET);
+
+/// Decodes the reply in `words` and applies it: the same result as `Reply::from_words`
+/// followed by [`apply_reply`] (a malformed reply is `ReplyError::Malformed`, a refused one
+/// the error `apply_reply` gives; either way nothing changes), without building a [`Reply`]
+/// when the reply carries only GPRs, RSP, RIP, RFLAGS, control registers, EFER or the TSC
+/// offset (the usual answer to an exit). Other replies are decoded into `scratch` and go
+/// through `apply_reply`. The tests compare both paths on random replies and VMCBs.
+pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
+    words: &[u64],
+    vmcb: &mut Vmcb<B>,
+    saved: &mut SavedRegisters,
+    scratch: &mut Reply,
+) -> Result<(), ReplyError> {
+    let header = ReplyHeader::decode(words).map_err(ReplyError::Malformed)?;
+    let mtd = header.mtd;
+    if !DIRECT_GROUPS.contains(mtd) {
+        scratch.decode_into(words).map_err(ReplyError::Malformed)?;
+        return apply_reply(scratch, vmcb, saved);
+    }
+    // ReplyHeader checked the length: exactly the words of `mtd` follow the header.
+    let state = words.get(REPLY_HEADER_WORDS..).unwrap_or(&[]);
+    let word = |index: usize| state.get(index).copied().unwrap_or(0);
+    // Word offsets of each group in message order.
+    let mut next = 0;
+    let mut take = |group: Mtd| {
+        let at = next;
+        if mtd.contains(group) {
+            next += group.words();
+        }
+        at
+    };
+    let acdb = take(Mtd::GPR_ACDB);
+    let bsd = take(Mtd::GPR_BSD);
+    let r8 = take(Mtd::GPR_R8_R15);
+    let rsp = take(Mtd::RSP);
+    let rip = take(Mtd::RIP);
+    let rflags_at = take(Mtd::RFLAGS);
+    let cr = take(Mtd::CONTROL_REGISTERS);
+    let efer = take(Mtd::EFER);
+    let tsc = take(Mtd::TSC_OFFSET);
+
+    let rflags = if mtd.contains(Mtd::RFLAGS) {
+        let rflags = word(rflags_at);
+        check_rflags(rflags)?;
+        rflags
+    } else {
+        vmcb.read(VmcbField::RFLAGS)
+    };
+    if let Some(event) = header.inject {
+        let shadow = vmcb.read(VmcbField::INTERRUPT_SHADOW) & INTERRUPT_SHADOW != 0;
+        let interruptibility = Interruptibility::new(if shadow {
+            Interruptibility::BLOCKING_BY_STI
+        } else {
+            0
+        })
+        .unwrap_or_default();
+        check_injection(event, rflags, interruptibility, ActivityState::Active)?;
+    }
+
+    // Validated: from here on nothing fails.
+    if mtd.contains(Mtd::GPR_ACDB) {
+        for (offset, register) in [Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx]
+            .into_iter()
+            .enumerate()
+        {
+            saved.gpr.set(register, word(acdb + offset));
+        }
+        vmcb.write(VmcbField::RAX, word(acdb));
+    }
+    if mtd.contains(Mtd::GPR_BSD) {
+        for (offset, register) in [Gpr::Rbp, Gpr::Rsi, Gpr::Rdi].into_iter().enumerate() {
+            saved.gpr.set(register, word(bsd + offset));
+        }
+    }
+    if mtd.contains(Mtd::GPR_R8_R15) {
+        for (offset, register) in [
+            Gpr::R8,
+            Gpr::R9,
+            Gpr::R10,
+            Gpr::R11,
+            Gpr::R12,
+            Gpr::R13,
+            Gpr::R14,
+            Gpr::R15,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            saved.gpr.set(register, word(r8 + offset));
+        }
+    }
+    if mtd.contains(Mtd::RSP) {
+        vmcb.write(VmcbField::RSP, word(rsp));
+    }
+    if mtd.contains(Mtd::RIP) {
+        vmcb.write(VmcbField::RIP, word(rip));
+    }
+    if mtd.contains(Mtd::RFLAGS) {
+        vmcb.write(VmcbField::RFLAGS, rflags);
+    }
+    if mtd.contains(Mtd::CONTROL_REGISTERS) {
+        vmcb.write(VmcbField::CR0, word(cr));
+        vmcb.write(VmcbField::CR2, word(cr + 1));
+        vmcb.write(VmcbField::CR3, word(cr + 2));
+        vmcb.write(VmcbField::CR4, word(cr + 3));
+    }
+    if mtd.contains(Mtd::EFER) {
+        vmcb.write(VmcbField::EFER, word(efer) | EFER_SVME);
+    }
+    if mtd.contains(Mtd::TSC_OFFSET) {
+        vmcb.write(VmcbField::TSC_OFFSET, word(tsc));
+    }
+    finish(vmcb, header.inject, header.request_interrupt_window);
     Ok(())
 }

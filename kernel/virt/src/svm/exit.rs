@@ -8,9 +8,10 @@
 use core::borrow::Borrow;
 
 use sluice_abi::vcpu::{
-    ActivityState, DecodeError, DescriptorTable, Exception, ExceptionVector, ExitMessage,
-    ExitReason, Gpr, GuestPhys, InstructionLength, Interruptibility, IoDirection, IoExit, IoSize,
-    MemoryAccess, Mtd, Segment, SegmentAttributes, VcpuState,
+    exit_header_words, interrupt_state_word, segment_word, ActivityState, DecodeError,
+    DescriptorTable, Event, Exception, ExceptionVector, ExitMessage, ExitReason, Gpr, GuestPhys,
+    InstructionLength, Interruptibility, IoDirection, IoExit, IoSize, MemoryAccess, Mtd, Segment,
+    SegmentAttributes, VcpuState, EXIT_HEADER_WORDS, MAX_EXIT_WORDS,
 };
 
 use super::vmcb::{Vmcb, VmcbField, VmcbSegment, INTERRUPT_SHADOW, VMCB_SIZE};
@@ -57,6 +58,157 @@ pub fn decode_exit_into<B: Borrow<[u8; VMCB_SIZE]>>(
     requested: Mtd,
     features: SvmFeatures,
     state: &mut VcpuState,
+) -> Result<ExitHeader, ExitError> {
+    let header = decode_header(vmcb, saved, features)?;
+    read_state(vmcb, &saved.gpr, requested.union(BASE_STATE), state)?;
+    Ok(header)
+}
+
+/// Encodes the exit recorded in `vmcb` straight into message words, without building a
+/// [`VcpuState`]: exactly the words (and the errors) of [`decode_exit`] followed by
+/// `ExitMessage::to_words` (the tests compare both on random VMCBs). Returns the word count.
+pub fn encode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    saved: &SavedRegisters,
+    requested: Mtd,
+    features: SvmFeatures,
+    out: &mut [u64; MAX_EXIT_WORDS],
+) -> Result<usize, ExitError> {
+    let header = decode_header(vmcb, saved, features)?;
+    let mtd = requested.union(BASE_STATE);
+    *out.first_chunk_mut::<EXIT_HEADER_WORDS>()
+        .unwrap_or(&mut [0; EXIT_HEADER_WORDS]) = exit_header_words(
+        &header.reason,
+        header.instruction_length,
+        header.hardware_exit_code,
+        mtd,
+    );
+    let mut words = Words {
+        out,
+        position: EXIT_HEADER_WORDS,
+    };
+    let gpr = &saved.gpr;
+    if mtd.contains(Mtd::GPR_ACDB) {
+        words.put(vmcb.read(VmcbField::RAX));
+        words.put(gpr.get(Gpr::Rcx));
+        words.put(gpr.get(Gpr::Rdx));
+        words.put(gpr.get(Gpr::Rbx));
+    }
+    if mtd.contains(Mtd::GPR_BSD) {
+        words.put(gpr.get(Gpr::Rbp));
+        words.put(gpr.get(Gpr::Rsi));
+        words.put(gpr.get(Gpr::Rdi));
+    }
+    if mtd.contains(Mtd::GPR_R8_R15) {
+        for register in [
+            Gpr::R8,
+            Gpr::R9,
+            Gpr::R10,
+            Gpr::R11,
+            Gpr::R12,
+            Gpr::R13,
+            Gpr::R14,
+            Gpr::R15,
+        ] {
+            words.put(gpr.get(register));
+        }
+    }
+    if mtd.contains(Mtd::RSP) {
+        words.put(vmcb.read(VmcbField::RSP));
+    }
+    if mtd.contains(Mtd::RIP) {
+        words.put(vmcb.read(VmcbField::RIP));
+    }
+    if mtd.contains(Mtd::RFLAGS) {
+        words.put(vmcb.read(VmcbField::RFLAGS));
+    }
+    if mtd.contains(Mtd::CONTROL_REGISTERS) {
+        words.put(vmcb.read(VmcbField::CR0));
+        words.put(vmcb.read(VmcbField::CR2));
+        words.put(vmcb.read(VmcbField::CR3));
+        words.put(vmcb.read(VmcbField::CR4));
+    }
+    if mtd.contains(Mtd::EFER) {
+        words.put(vmcb.read(VmcbField::EFER) & !EFER_SVME);
+    }
+    for (group, pair) in SEGMENT_GROUPS {
+        if mtd.contains(group) {
+            for segment in pair {
+                let segment = read_segment(vmcb, segment);
+                words.put(segment_word(
+                    segment.selector,
+                    segment.attributes,
+                    segment.limit,
+                ));
+                words.put(segment.base);
+            }
+        }
+    }
+    if mtd.contains(Mtd::DESCRIPTOR_TABLES) {
+        let gdtr = read_table(vmcb, VmcbSegment::Gdtr, "GDTR")?;
+        let idtr = read_table(vmcb, VmcbSegment::Idtr, "IDTR")?;
+        for table in [gdtr, idtr] {
+            words.put(u64::from(table.limit));
+            words.put(table.base);
+        }
+    }
+    if mtd.contains(Mtd::INTERRUPT_STATE) {
+        words.put(interrupt_state_word(
+            interruptibility(vmcb),
+            ActivityState::Active,
+        ));
+    }
+    if mtd.contains(Mtd::PENDING_EVENT) {
+        words.put(pending_event(vmcb)?.map_or(0, Event::to_word));
+    }
+    if mtd.contains(Mtd::TSC_OFFSET) {
+        words.put(vmcb.read(VmcbField::TSC_OFFSET));
+    }
+    Ok(words.position)
+}
+
+/// Fills an exit buffer whose size covers every message (`MAX_EXIT_WORDS`).
+struct Words<'a> {
+    out: &'a mut [u64; MAX_EXIT_WORDS],
+    position: usize,
+}
+
+impl Words<'_> {
+    #[inline]
+    fn put(&mut self, word: u64) {
+        // The descriptor's words never exceed MAX_EXIT_WORDS, so the slot always exists.
+        if let Some(slot) = self.out.get_mut(self.position) {
+            *slot = word;
+        }
+        self.position += 1;
+    }
+}
+
+fn interruptibility<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Interruptibility {
+    let shadow = vmcb.read(VmcbField::INTERRUPT_SHADOW) & INTERRUPT_SHADOW != 0;
+    let bits = if shadow {
+        Interruptibility::BLOCKING_BY_STI
+    } else {
+        0
+    };
+    Interruptibility::new(bits).unwrap_or_default()
+}
+
+fn pending_event<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Result<Option<Event>, ExitError> {
+    let info = vmcb.read(VmcbField::EXITINTINFO);
+    decode_event(
+        info & 0xffff_ffff,
+        (info >> 32) as u32,
+        "EXITINTINFO",
+        Vendor::Svm,
+    )
+}
+
+/// The reason, instruction length and exit code of the exit recorded in `vmcb`.
+fn decode_header<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    saved: &SavedRegisters,
+    features: SvmFeatures,
 ) -> Result<ExitHeader, ExitError> {
     let code = vmcb.read(VmcbField::EXITCODE);
     let info1 = vmcb.read(VmcbField::EXITINFO1);
@@ -131,7 +283,6 @@ pub fn decode_exit_into<B: Borrow<[u8; VMCB_SIZE]>>(
         }
         _ => None,
     };
-    read_state(vmcb, gpr, requested.union(BASE_STATE), state)?;
     Ok(ExitHeader {
         reason,
         instruction_length,
@@ -239,24 +390,12 @@ fn read_state<B: Borrow<[u8; VMCB_SIZE]>>(
         state.idtr = read_table(vmcb, VmcbSegment::Idtr, "IDTR")?;
     }
     if mtd.contains(Mtd::INTERRUPT_STATE) {
-        let shadow = vmcb.read(VmcbField::INTERRUPT_SHADOW) & INTERRUPT_SHADOW != 0;
-        let bits = if shadow {
-            Interruptibility::BLOCKING_BY_STI
-        } else {
-            0
-        };
-        state.interruptibility = Interruptibility::new(bits).unwrap_or_default();
+        state.interruptibility = interruptibility(vmcb);
         // HLT is intercepted; an SVM guest is always active when it exits.
         state.activity = ActivityState::Active;
     }
     if mtd.contains(Mtd::PENDING_EVENT) {
-        let info = vmcb.read(VmcbField::EXITINTINFO);
-        state.pending_event = decode_event(
-            info & 0xffff_ffff,
-            (info >> 32) as u32,
-            "EXITINTINFO",
-            Vendor::Svm,
-        )?;
+        state.pending_event = pending_event(vmcb)?;
     }
     if mtd.contains(Mtd::TSC_OFFSET) {
         state.tsc_offset = vmcb.read(VmcbField::TSC_OFFSET);

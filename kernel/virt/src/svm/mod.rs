@@ -8,8 +8,8 @@ pub mod exit;
 pub mod setup;
 pub mod vmcb;
 
-pub use entry::apply_reply;
-pub use exit::{decode_exit, decode_exit_into};
+pub use entry::{apply_reply, apply_reply_words};
+pub use exit::{decode_exit, decode_exit_into, encode_exit};
 pub use vmcb::{
     CleanBits, InterceptVector3, InterceptVector4, Vmcb, VmcbField, VmcbSegment, VMCB_SIZE,
 };

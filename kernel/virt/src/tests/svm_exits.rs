@@ -10,7 +10,8 @@ use sluice_abi::vcpu::{
 use super::fixtures::*;
 use crate::error::ExitError;
 use crate::state::BASE_STATE;
-use crate::svm::{decode_exit, SvmFeatures, Vmcb, VmcbField, VMCB_SIZE};
+use crate::svm::{decode_exit, encode_exit, SvmFeatures, Vmcb, VmcbField, VMCB_SIZE};
+use sluice_abi::vcpu::MAX_EXIT_WORDS;
 
 const TCG: SvmFeatures = SvmFeatures { nrip_save: false };
 const NRIP: SvmFeatures = SvmFeatures { nrip_save: true };
@@ -342,5 +343,53 @@ proptest! {
             Ok(exit) => assert_round_trip(&exit),
             Err(error) => prop_assert!(!error.to_string().is_empty()),
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The kernel's direct encoder (`encode_exit`) must produce exactly the words of
+    /// `decode_exit` + `ExitMessage::to_words`, and fail with the same error, on any VMCB.
+    #[test]
+    fn direct_exit_encoding_matches_decode_then_to_words(
+        code in exit_code(),
+        info1 in prop_oneof![0u64..0x100, any::<u64>(), (0u64..0x80, any::<u16>()).prop_map(|(low, port)| low | u64::from(port) << 16)],
+        info2 in prop_oneof![0u64..0x1_0000_0000, any::<u64>()],
+        intinfo in prop_oneof![Just(0u64), any::<u64>(), (0u8..40, 0u64..8, any::<bool>(), 0u32..4).prop_map(|(v, t, ev, code)| u64::from(v) | t << 8 | u64::from(ev) << 11 | 1 << 31 | u64::from(code) << 32)],
+        page in proptest::collection::vec(any::<u8>(), 0x700),
+        small_tables in any::<bool>(),
+        nrip_save in any::<bool>(),
+        requested in 0u64..(1 << 16),
+        registers in proptest::collection::vec(any::<u64>(), 16),
+        garbage in any::<u64>(),
+    ) {
+        let mut bytes = [0u8; VMCB_SIZE];
+        bytes[..0x700].copy_from_slice(&page);
+        let mut vmcb = Vmcb::new(bytes);
+        vmcb.write(VmcbField::EXITCODE, code);
+        vmcb.write(VmcbField::EXITINFO1, info1);
+        vmcb.write(VmcbField::EXITINFO2, info2);
+        vmcb.write(VmcbField::EXITINTINFO, intinfo);
+        if small_tables {
+            // Descriptor-table limits that fit 16 bits, so the DESCRIPTOR_TABLES group decodes.
+            vmcb.write(crate::svm::VmcbSegment::Gdtr.limit(), info1 & 0xffff);
+            vmcb.write(crate::svm::VmcbSegment::Idtr.limit(), info2 & 0xffff);
+        }
+        let mut saved = saved_registers();
+        for (register, value) in Gpr::ALL.into_iter().zip(registers) {
+            saved.gpr.set(register, value);
+        }
+        let requested = Mtd::from_bits(requested).unwrap_or_default();
+        let features = SvmFeatures { nrip_save };
+        let expected = decode_exit(&vmcb, &saved, requested, features).map(|exit| {
+            let mut words = [0u64; MAX_EXIT_WORDS];
+            let count = exit.to_words(&mut words).expect("fits");
+            words[..count].to_vec()
+        });
+        let mut out = [garbage; MAX_EXIT_WORDS];
+        let direct = encode_exit(&vmcb, &saved, requested, features, &mut out)
+            .map(|count| out[..count].to_vec());
+        prop_assert_eq!(direct, expected);
     }
 }

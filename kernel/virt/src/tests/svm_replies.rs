@@ -325,3 +325,90 @@ fn a_reply_with_every_group_reads_back() {
     expected.mtd = Mtd::ALL;
     assert_eq!(exit.state, expected);
 }
+
+mod direct_words {
+    use proptest::prelude::*;
+    use sluice_abi::vcpu::{Gpr, Mtd, Reply, FORMAT_VERSION, MAX_REPLY_WORDS};
+
+    use super::super::fixtures::*;
+    use crate::error::ReplyError;
+    use crate::svm::{apply_reply, apply_reply_words, Vmcb, VmcbField, VMCB_SIZE};
+
+    fn event_word() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            (0u64..256).prop_map(|vector| vector | 1 << 8),
+            Just(2 | 2 << 8),
+            (0u64..32, any::<bool>(), 0u64..4).prop_map(|(vector, has, code)| vector
+                | 3 << 8
+                | u64::from(has) << 11
+                | (if has { code } else { 0 }) << 32),
+            any::<u64>(),
+        ]
+    }
+
+    fn state_word() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            // RFLAGS-like values (bit 1 set, IF either way), small limits and attributes.
+            (0u64..0x40_0000).prop_map(|value| value | 2),
+            (any::<u16>(), 0u64..0x2000, any::<u32>()).prop_map(|(selector, attributes, limit)| {
+                u64::from(selector) | attributes << 16 | u64::from(limit) << 32
+            }),
+            0u64..0x1_0000,
+            0u64..4,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// `apply_reply_words` must give exactly what `Reply::from_words` + `apply_reply` give:
+        /// the same VMCB bytes, the same saved registers, the same refusals (and then no change).
+        #[test]
+        fn direct_reply_application_matches_decode_then_apply(
+            flags in prop_oneof![Just(0u64), Just(1u64), any::<u64>()],
+            version_ok in prop_oneof![4 => Just(true), 1 => Just(false)],
+            event in event_word(),
+            mtd in prop_oneof![
+                3 => (0u64..(1 << 16)).prop_map(|bits| bits & !(1 << 14) & 0b1000_0000_1111_1111),
+                1 => (0u64..(1 << 16)).prop_map(|bits| bits & !(1 << 14)),
+                1 => any::<u64>(),
+            ],
+            body in proptest::collection::vec(state_word(), MAX_REPLY_WORDS + 1),
+            length_delta in prop_oneof![6 => Just(0i64), 1 => -1i64..=1],
+            page in proptest::collection::vec(any::<u8>(), 0x700),
+            registers in proptest::collection::vec(any::<u64>(), 16),
+        ) {
+            let version = if version_ok { u64::from(FORMAT_VERSION) } else { 7 };
+            let mut words = vec![version << 32 | (flags & 1) | (flags & !1 & 0xffff_0000_ffff_fffe & if flags > 1 { u64::MAX } else { 0 }), event, mtd];
+            let groups = Mtd::from_bits(mtd & 0xffff).unwrap_or_default().words();
+            let length = (groups as i64 + length_delta).max(0) as usize;
+            words.extend(body.iter().take(length.min(body.len())));
+            let mut bytes = [0u8; VMCB_SIZE];
+            bytes[..0x700].copy_from_slice(&page);
+            let vmcb = Vmcb::new(bytes);
+            let mut saved = saved_registers();
+            for (register, value) in Gpr::ALL.into_iter().zip(registers) {
+                saved.gpr.set(register, value);
+            }
+
+            let (mut slow_vmcb, mut slow_saved) = (vmcb.clone(), saved);
+            let slow = Reply::from_words(&words)
+                .map_err(ReplyError::Malformed)
+                .and_then(|reply| apply_reply(&reply, &mut slow_vmcb, &mut slow_saved));
+            let (mut fast_vmcb, mut fast_saved) = (vmcb.clone(), saved);
+            let mut scratch = Reply::default();
+            scratch.state.rip = 0xdead;
+            let fast = apply_reply_words(&words, &mut fast_vmcb, &mut fast_saved, &mut scratch);
+            prop_assert_eq!(fast, slow);
+            prop_assert_eq!(fast_saved, slow_saved);
+            prop_assert_eq!(&fast_vmcb.clone().into_inner()[..], &slow_vmcb.clone().into_inner()[..]);
+            if fast.is_err() {
+                prop_assert_eq!(fast_saved, saved);
+                prop_assert_eq!(&fast_vmcb.into_inner()[..], &vmcb.into_inner()[..]);
+            }
+            let _ = VmcbField::RAX;
+        }
+    }
+}
