@@ -189,6 +189,11 @@ impl GeneralRegisters {
     pub fn set(&mut self, register: Gpr, value: u64) {
         self.0[register as usize] = value;
     }
+    /// All sixteen in [`Gpr`] order (the layout the kernel's VM entry stubs load and store).
+    #[inline]
+    pub fn as_mut_array(&mut self) -> &mut [u64; 16] {
+        &mut self.0
+    }
 }
 
 /// Segment attributes in the SVM VMCB format (APM Vol. 2 section 15.5.1): type (bits 0..4), S (4),

@@ -232,25 +232,6 @@ pub fn epoch(index: u32) -> u64 {
     EPOCHS[index as usize % OBJECTS].load(Ordering::Acquire)
 }
 
-/// Guest GPRs in `Gpr` order, as the entry stubs load and store them.
-fn to_array(saved: &kernel_virt::SavedRegisters) -> [u64; 16] {
-    let mut out = [0u64; 16];
-    for (slot, register) in out.iter_mut().zip(sluice_abi::vcpu::Gpr::ALL) {
-        *slot = saved.gpr.get(register);
-    }
-    out
-}
-
-/// Takes the guest GPRs the entry stub stored back, except RSP (it lives in the VMCS/VMCB;
-/// on SVM RAX does too, and exit decoding takes it from there).
-fn from_array(saved: &mut kernel_virt::SavedRegisters, registers: &[u64; 16]) {
-    for (value, register) in registers.iter().zip(sluice_abi::vcpu::Gpr::ALL) {
-        if register != sluice_abi::vcpu::Gpr::Rsp {
-            saved.gpr.set(register, *value);
-        }
-    }
-}
-
 /// Creates vCPU object `index` of VM `vm`.
 pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
     match backend() {

@@ -3,7 +3,7 @@
 //! accesses). Layout, intercepts, exit decoding and reply application come from
 //! `kernel_virt::svm`; this file holds the privileged instructions.
 
-use super::{epoch, from_array, nested_root, take_reschedule, to_array};
+use super::{epoch, nested_root, take_reschedule};
 use crate::execution::OBJECTS;
 use crate::frames;
 use crate::paging::phys_to_virt;
@@ -221,13 +221,13 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         }
         block.write(VmcbField::TLB_CONTROL, u64::from(entry.svm_tlb_control()));
         block.set_clean_bits(kernel_virt::svm::CleanBits::empty());
-        let mut registers = to_array(&vcpu.saved);
         // SAFETY: the VMCB is this vCPU's, configured with intercepts for every instruction and
         // event that could harm the host and nested paging over memory the VMM was given; the
-        // host save areas are this CPU's; `registers` outlives the call.
-        unsafe { svm_enter(vcpu.vmcb, &mut registers, state.host_area) };
+        // host save areas are this CPU's; the register array outlives the call. The stub
+        // loads and stores the GPRs in place except RAX and RSP (they live in the VMCB), so
+        // the saved slots of those two are left alone.
+        unsafe { svm_enter(vcpu.vmcb, vcpu.saved.gpr.as_mut_array(), state.host_area) };
         crate::smp::set_active(false);
-        from_array(&mut vcpu.saved, &registers);
         let code = block.read(VmcbField::EXITCODE);
         if code == exit_code::INTR || code == exit_code::NMI {
             service_pending_interrupts();

@@ -5,7 +5,7 @@
 //! accesses, guest EFER). Field encodings, control adjustment, exit decoding and reply
 //! application come from `kernel_virt::vmx`; this file holds the privileged instructions.
 
-use super::{epoch, from_array, nested_root, take_reschedule, to_array};
+use super::{epoch, nested_root, take_reschedule};
 use crate::execution::OBJECTS;
 use crate::frames;
 use crate::paging::phys_to_virt;
@@ -444,11 +444,12 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         // interrupts exit the guest and drive scheduling.
         vmwrite(VmcsField::PreemptionTimerValue, PREEMPTION_TIMER_BACKSTOP);
         sync_long_mode();
-        let mut registers = to_array(&vcpu.saved);
         let launched = vcpu.launched_on == Some(cpu);
         // SAFETY: the VMCS is current on this CPU with host state for this CPU, EPT over memory
         // the VMM was given, and bitmaps that make every port and MSR access exit.
-        let failed = unsafe { vmx_enter(&mut registers, u64::from(launched)) };
+        // The stub loads and stores the GPRs in place except RSP (it lives in the VMCS), whose
+        // saved slot is left alone.
+        let failed = unsafe { vmx_enter(vcpu.saved.gpr.as_mut_array(), u64::from(launched)) };
         crate::smp::set_active(false);
         if failed != 0 {
             let error = read(VmcsField::InstructionError);
@@ -456,7 +457,6 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
             return Err(Status::Aborted);
         }
         vcpu.launched_on = Some(cpu);
-        from_array(&mut vcpu.saved, &registers);
         let basic = (read(VmcsField::ExitReason) & 0xffff) as u16;
         match basic {
             EXIT_PREEMPTION_TIMER if !take_reschedule(cpu) => continue,

@@ -5,7 +5,7 @@
 use sluice_abi::vcpu::{
     encode_exit, ActivityState, DecodeError, EncodeError, Event, Exception, ExceptionVector,
     ExitMessage, ExitReason, GeneralRegisters, InstructionLength, Interruptibility, Mtd,
-    SegmentAttributes, VcpuState,
+    SegmentAttributes, VcpuState, MAX_EXIT_WORDS,
 };
 
 use crate::error::{ExitError, ReplyError};
@@ -56,6 +56,23 @@ impl ExitHeader {
             state,
             out,
         )
+    }
+}
+
+/// Fills an exit buffer whose size covers every message (`MAX_EXIT_WORDS`).
+pub(crate) struct Words<'a> {
+    pub(crate) out: &'a mut [u64; MAX_EXIT_WORDS],
+    pub(crate) position: usize,
+}
+
+impl Words<'_> {
+    #[inline]
+    pub(crate) fn put(&mut self, word: u64) {
+        // The descriptor's words never exceed MAX_EXIT_WORDS, so the slot always exists.
+        if let Some(slot) = self.out.get_mut(self.position) {
+            *slot = word;
+        }
+        self.position += 1;
     }
 }
 

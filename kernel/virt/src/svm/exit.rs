@@ -17,7 +17,7 @@ use sluice_abi::vcpu::{
 use super::vmcb::{Vmcb, VmcbField, VmcbSegment, INTERRUPT_SHADOW, VMCB_SIZE};
 use super::{exit_code, SvmFeatures};
 use crate::error::ExitError;
-use crate::state::{decode_event, ExitHeader, SavedRegisters, Vendor, BASE_STATE};
+use crate::state::{decode_event, ExitHeader, SavedRegisters, Vendor, Words, BASE_STATE};
 use crate::vmx::exit::GPR_GROUPS;
 
 /// IA32_EFER.SVME (APM Vol. 2 section 3.1.7): set in every guest's VMCB EFER because VMRUN
@@ -165,23 +165,6 @@ pub fn encode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
         words.put(vmcb.read(VmcbField::TSC_OFFSET));
     }
     Ok(words.position)
-}
-
-/// Fills an exit buffer whose size covers every message (`MAX_EXIT_WORDS`).
-struct Words<'a> {
-    out: &'a mut [u64; MAX_EXIT_WORDS],
-    position: usize,
-}
-
-impl Words<'_> {
-    #[inline]
-    fn put(&mut self, word: u64) {
-        // The descriptor's words never exceed MAX_EXIT_WORDS, so the slot always exists.
-        if let Some(slot) = self.out.get_mut(self.position) {
-            *slot = word;
-        }
-        self.position += 1;
-    }
 }
 
 fn interruptibility<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Interruptibility {
