@@ -43,6 +43,19 @@ pub fn handle(kernel: &mut Kernel, cpu: usize, current: u32, frame: &mut TrapFra
         let result = ipc::reply_and_wait(kernel, cpu, current, frame).map(Outcome::Continue);
         return finish(frame, result);
     }
+    // vCPU fast path: the one well-formed `vcpu_control` (run, the other words zero) skips the
+    // generic decoder; the vCPU lookup and its rights check are the same as `execute`'s.
+    if registers.number == Syscall::VcpuControl as u64
+        && registers.arguments[0] < SLOTS as u64
+        && registers.arguments[1] == kernel_objects::decode::VCPU_RUN
+        && registers.arguments[2..].iter().all(|&value| value == 0)
+    {
+        let vcpu = sluice_abi::syscall::Selector(registers.arguments[0] as u32);
+        let result = caller_domain(kernel, current)
+            .and_then(|caller| kernel.model.vcpu_target(caller, vcpu))
+            .map(|(vcpu, _)| Outcome::Continue(Next::RunVcpu(vcpu.index)));
+        return finish(frame, result);
+    }
     let result = match decode(&registers, SLOTS as u32) {
         Ok(call) => execute(kernel, cpu, current, frame, call),
         Err(status) => Err(status),
