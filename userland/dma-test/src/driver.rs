@@ -373,30 +373,7 @@ fn check_own_dma(driver: &mut Driver) -> Result<(), &'static str> {
 }
 
 fn check_msi(driver: &mut Driver) -> Result<(), &'static str> {
-    use iommu_api::Operation as Iommu;
-    let body = driver
-        .servers
-        .iommu(Iommu::AllocateIrte, &[0; 4], None)
-        .map_err(|_| "no IRTE")?;
-    let handle = reply::<IrteReply>(body.as_slice())
-        .map_err(|_| "no IRTE")?
-        .handle;
-    let vector = LINE_VECTOR_BASE + u64::from(driver.line);
-    let program = ProgramIrteRequest {
-        handle,
-        source_id: iommu_api::Bdf(driver.device.requester_id()),
-        source_validation: 1,
-        vector: u8::try_from(vector).map_err(|_| "line out of range")?,
-        ..Default::default()
-    };
-    let body = driver
-        .servers
-        .iommu(Iommu::ProgramIrte, program.as_bytes(), None)
-        .map_err(|failure| {
-            sluice_rt::log!("dma-test: programming IRTE {handle}: {failure}");
-            "the IRTE was refused"
-        })?;
-    let message: MsiMessageReply = reply(body.as_slice()).map_err(|_| "bad IRTE reply")?;
+    let (handle, message) = irte_for_line(driver)?;
     let msi = MsiProgramRequest {
         bdf: driver.device,
         vector: 0,
