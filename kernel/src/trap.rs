@@ -126,9 +126,14 @@ pub extern "C" fn syscall_entry() {
 
 /// Called with every saved frame.
 extern "C" fn dispatch(frame: &mut TrapFrame) {
-    // Any entry from ring 3 but a flush interrupt: this CPU now checks for flushes before it
-    // runs user code again (see `smp::flush_everywhere`).
-    if frame.came_from_user() && frame.vector != u64::from(crate::apic::FLUSH_VECTOR) {
+    // Entries from ring 3 that leave through the scheduler (which checks for flushes and marks
+    // the CPU active again in `run`) stop counting as active, so a shootdown does not wait for a
+    // CPU that spins on the kernel lock. The flush and spurious interrupts return straight to
+    // ring 3, so the CPU stays active through them (see `smp::flush_everywhere`).
+    let straight_back = [crate::apic::FLUSH_VECTOR, crate::apic::SPURIOUS_VECTOR]
+        .iter()
+        .any(|&vector| frame.vector == u64::from(vector));
+    if frame.came_from_user() && !straight_back {
         crate::smp::set_active(false);
     }
     match frame.vector {
