@@ -99,6 +99,14 @@ pub fn load_io_bitmap(cpu: usize, halves: Option<[&[u8; 4096]; 2]>) {
     }
 }
 
+/// Sets the stack the CPU switches to for interrupts and exceptions from ring 3 (TSS.RSP0,
+/// SDM Vol. 3A, 6.14.2): the running thread's register slot. Call only on CPU `cpu`.
+pub fn set_ring0_stack(cpu: usize, top: u64) {
+    // SAFETY: each CPU writes only its own TSS; the CPU reads RSP0 only on an entry from ring
+    // 3, which cannot happen while this CPU runs kernel code with interrupts off.
+    unsafe { core::ptr::write_unaligned(&raw mut TSS[cpu % CPUS].rsp[0], top) };
+}
+
 /// The address of CPU `cpu`'s TSS (VMX host state).
 pub fn tss_base(cpu: usize) -> u64 {
     // SAFETY: only the address of the static is taken.

@@ -4,25 +4,27 @@
 use crate::apic;
 use crate::trap::TrapFrame;
 
-/// Handles interrupt `vector`; may switch threads when it came from ring 3.
-pub fn handle(vector: u8, frame: &mut TrapFrame) {
+/// Handles interrupt `vector` and returns the frame to resume: `frame` itself, or (when it
+/// came from ring 3) the slot of whichever thread runs next.
+pub fn handle(vector: u8, frame: &mut TrapFrame) -> *mut TrapFrame {
     match vector {
-        apic::SPURIOUS_VECTOR => {}
+        apic::SPURIOUS_VECTOR => frame,
         apic::TIMER_VECTOR => {
             apic::end_of_interrupt();
-            crate::execution::tick(frame);
+            crate::execution::tick(frame)
         }
         apic::FLUSH_VECTOR => {
             crate::smp::flush_here();
             apic::end_of_interrupt();
+            frame
         }
         apic::RESCHEDULE_VECTOR => {
             apic::end_of_interrupt();
-            crate::execution::preempt(frame);
+            crate::execution::preempt(frame)
         }
         vector => {
             apic::end_of_interrupt();
-            crate::execution::device_interrupt(vector, frame);
+            crate::execution::device_interrupt(vector, frame)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Per-CPU state, reached through the GS base while in the kernel (`swapgs` on every entry from
 //! ring 3, Intel SDM Vol. 2B SWAPGS): the CPU's kernel stack, a scratch slot for the user stack
-//! pointer during `syscall`, and the CPU's identity. The assembly entry paths use the field
+//! pointer during `syscall`, where the running thread's registers are saved on the next entry,
+//! and the CPU's identity. The assembly entry paths use the field
 //! offsets below, so the layout is fixed (`repr(C)`, checked at compile time).
 
 use core::mem::offset_of;
@@ -15,7 +16,7 @@ pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 pub struct PerCpu {
     /// This structure's own address (so `gs:[0]` gives a normal pointer).
     pub self_pointer: u64,
-    /// Top of the kernel stack (also TSS.RSP0).
+    /// Top of the kernel stack (the kernel's own code runs on it).
     pub kernel_stack_top: u64,
     /// The user RSP while `syscall_entry` switches stacks.
     pub user_stack_scratch: u64,
@@ -23,11 +24,16 @@ pub struct PerCpu {
     pub index: u64,
     /// Local APIC ID.
     pub apic_id: u64,
+    /// Top of the running thread's register slot (`execution::frames`; also TSS.RSP0): the
+    /// next entry from ring 3 saves the thread's registers there.
+    pub frame_top: u64,
 }
 
 pub const OFFSET_KERNEL_STACK: usize = offset_of!(PerCpu, kernel_stack_top);
 pub const OFFSET_USER_STACK: usize = offset_of!(PerCpu, user_stack_scratch);
-const _: () = assert!(OFFSET_KERNEL_STACK == 8 && OFFSET_USER_STACK == 16);
+pub const OFFSET_FRAME_TOP: usize = offset_of!(PerCpu, frame_top);
+const _: () =
+    assert!(OFFSET_KERNEL_STACK == 8 && OFFSET_USER_STACK == 16 && OFFSET_FRAME_TOP == 40);
 
 #[repr(C, align(16))]
 struct Stack([u8; KERNEL_STACK_SIZE]);
@@ -40,6 +46,7 @@ static mut CPUS: [PerCpu; MAX_CPUS] = [const {
         user_stack_scratch: 0,
         index: 0,
         apic_id: 0,
+        frame_top: 0,
     }
 }; MAX_CPUS];
 
@@ -80,4 +87,28 @@ pub fn current_index() -> usize {
             options(nostack, readonly, preserves_flags))
     };
     index as usize
+}
+
+/// Makes the next entry from ring 3 on this CPU save its registers below `top` (see
+/// `execution::frames`): for `syscall` through this structure, for interrupts and exceptions
+/// through TSS.RSP0.
+pub fn set_frame_top(cpu: usize, top: u64) {
+    // SAFETY: GS points at this CPU's PerCpu; only this CPU writes its own `frame_top`, with
+    // interrupts off (the kernel never runs with them on outside the idle loop).
+    unsafe {
+        core::arch::asm!("mov gs:[{offset}], {}", in(reg) top, offset = const OFFSET_FRAME_TOP,
+            options(nostack, preserves_flags))
+    };
+    crate::gdt::set_ring0_stack(cpu, top);
+}
+
+/// The top of the running thread's register slot (see [`set_frame_top`]).
+pub fn frame_top() -> u64 {
+    let top: u64;
+    // SAFETY: GS points at this CPU's PerCpu; reading one field has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{offset}]", out(reg) top, offset = const OFFSET_FRAME_TOP,
+            options(nostack, readonly, preserves_flags))
+    };
+    top
 }

@@ -282,7 +282,12 @@ impl Status {
 
     /// Decode a returned `rax` value (userland side).
     pub fn from_raw(raw: u64) -> Option<Status> {
-        Status::ALL.iter().copied().find(|s| s.as_raw() == raw)
+        // `ALL` is in number order from 0 (checked by `status_values_are_distinct_and_described`), so the value is
+        // the index.
+        usize::try_from(raw)
+            .ok()
+            .and_then(|index| Status::ALL.get(index))
+            .copied()
     }
 
     /// One-line description, also used by `Display`.

@@ -103,6 +103,7 @@ impl<const SLOTS: usize> CapabilityTable<SLOTS> {
     /// `expected_type` and to hold every bit of `required_rights`.
     ///
     /// Errors: `InvalidSelector` (beyond the table), `EmptySlot`, `WrongType`, `MissingRight`.
+    #[inline]
     pub fn lookup(
         &self,
         selector: Selector,

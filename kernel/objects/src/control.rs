@@ -176,6 +176,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     }
 
     /// Resolve `call`: the portal named by `portal` (needs `CALL`) and the thread serving it.
+    #[inline]
     pub fn portal_target(
         &self,
         caller: ObjectId,

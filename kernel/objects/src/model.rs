@@ -126,6 +126,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     }
 
     /// The calling domain, checked to be live and not torn down (`Aborted` otherwise).
+    #[inline]
     pub(crate) fn live_domain(&self, domain: ObjectId) -> Result<&ProtectionDomain, Status> {
         match self.objects.get(domain).map(|entry| &entry.object) {
             Some(Object::ProtectionDomain(pd)) if !pd.torn_down => Ok(pd),
@@ -135,6 +136,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
 
     /// The lookup choke point at model level: the capability at `selector` in `caller`'s table,
     /// checked for type and rights, with its address.
+    #[inline]
     pub fn lookup(
         &self,
         caller: ObjectId,

@@ -276,6 +276,7 @@ impl<const OBJECTS: usize> ObjectTable<OBJECTS> {
     }
 
     /// The entry for a live id.
+    #[inline]
     pub fn get(&self, id: ObjectId) -> Option<&ObjectEntry> {
         let slot = self.slots.get(usize::try_from(id.index).ok()?)?;
         if slot.generation != id.generation {

@@ -375,17 +375,11 @@ pub fn start_root_task(
         Selector(selector::SELF_THREAD),
         parameters,
     )?;
-    let mut context = ThreadContext::new(
-        thread,
-        root,
-        entry,
-        boot::INIT_STACK_TOP - 64,
-        boot::INIT_UTCB,
-        20,
-        0,
-    );
-    context.frame.rdi = boot::BOOT_INFO_ADDRESS;
-    kernel.threads[thread.index as usize % OBJECTS] = context;
+    kernel.threads[thread.index as usize % OBJECTS] =
+        ThreadContext::new(thread, root, boot::INIT_UTCB, 20, 0);
+    let frame = super::frames::frame(thread.index);
+    *frame = super::threads::first_frame(entry, boot::INIT_STACK_TOP - 64, boot::INIT_UTCB);
+    frame.rdi = boot::BOOT_INFO_ADDRESS;
     kernel.model.thread_control(
         root,
         Selector(selector::SELF_THREAD),

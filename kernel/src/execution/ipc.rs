@@ -16,9 +16,9 @@ use sluice_abi::syscall::{Selector, Status};
 use zerocopy::IntoBytes;
 
 // Field offsets in the UTCB (sluice_abi::ipc).
-const TAG_OFFSET: usize = core::mem::offset_of!(Utcb, tag);
+pub(super) const TAG_OFFSET: usize = core::mem::offset_of!(Utcb, tag);
 const WINDOW_OFFSET: usize = core::mem::offset_of!(Utcb, receive_window);
-const UNTYPED_OFFSET: usize = core::mem::offset_of!(Utcb, untyped);
+pub(super) const UNTYPED_OFFSET: usize = core::mem::offset_of!(Utcb, untyped);
 const TRANSFER_OFFSET: usize = core::mem::offset_of!(Utcb, transfer);
 
 /// Where `thread`'s UTCB is, through the kernel's direct map: the UTCB is one page-aligned
@@ -113,8 +113,9 @@ fn deliver(kernel: &mut Kernel, from: u32, to: u32) -> Result<(), Status> {
     Ok(())
 }
 
-fn set_status(kernel: &mut Kernel, thread: u32, status: Status) {
-    kernel.threads[thread as usize].frame.rax = status.as_raw();
+/// Sets the status a blocked (not running) thread's system call returns.
+fn set_status(thread: u32, status: Status) {
+    super::frames::frame(thread).rax = status.as_raw();
 }
 
 /// `call(portal)` by `current`.
@@ -156,10 +157,10 @@ pub fn call(
 
 /// The handler takes the call of `caller`: it returns from `reply_and_wait` with the portal id.
 fn accept(kernel: &mut Kernel, handler: u32, caller: u32, portal_id: u64) {
-    let thread = &mut kernel.threads[handler as usize];
-    thread.reply_to = Some(caller);
-    thread.frame.rax = Status::Success.as_raw();
-    thread.frame.rdi = portal_id;
+    kernel.threads[handler as usize].reply_to = Some(caller);
+    let frame = super::frames::frame(handler);
+    frame.rax = Status::Success.as_raw();
+    frame.rdi = portal_id;
 }
 
 /// Runs `target` next: directly on this CPU, or through its own CPU's queue.
@@ -186,7 +187,7 @@ pub fn reply_and_wait(
                 Ok(()) => Status::Success,
                 Err(error) => error,
             };
-            set_status(kernel, caller, status);
+            set_status(caller, status);
             replied = Some(caller);
         }
     }
@@ -203,7 +204,7 @@ pub fn reply_and_wait(
                 break;
             }
             Err(error) => {
-                set_status(kernel, caller, error);
+                set_status(caller, error);
                 kernel.make_ready(caller);
             }
         }
@@ -234,7 +235,7 @@ pub fn reply_and_wait(
 pub fn abort_partners(kernel: &mut Kernel, index: u32) {
     if let Some(caller) = kernel.threads[index as usize].reply_to.take() {
         if kernel.threads[caller as usize].state == (RunState::BlockedReply { handler: index }) {
-            set_status(kernel, caller, Status::Aborted);
+            set_status(caller, Status::Aborted);
             kernel.make_ready(caller);
         }
     }
@@ -249,7 +250,7 @@ pub fn abort_partners(kernel: &mut Kernel, index: u32) {
             _ => false,
         };
         if waiting_on_it {
-            set_status(kernel, other, Status::Aborted);
+            set_status(other, Status::Aborted);
             kernel.make_ready(other);
         }
     }
@@ -308,9 +309,9 @@ pub fn expire_waits(kernel: &mut Kernel, cpu: usize) {
         let thread = &kernel.threads[index as usize];
         if let RunState::BlockedWait { deadline, .. } = thread.state {
             if thread.cpu == cpu && deadline <= now {
-                let thread = &mut kernel.threads[index as usize];
-                thread.frame.rip += 2;
-                thread.frame.rax = Status::Timeout.as_raw();
+                let frame = super::frames::frame(index);
+                frame.rip += 2;
+                frame.rax = Status::Timeout.as_raw();
                 kernel.make_ready(index);
             }
         }

@@ -8,7 +8,9 @@
 
 mod boot;
 mod faults;
+pub mod frames;
 mod ipc;
+mod ipc_fast;
 mod scheduler;
 mod sink;
 mod syscalls;
@@ -128,11 +130,11 @@ impl Kernel {
         }
     }
 
-    /// Leaves the kernel on `cpu` according to `next`, with `frame` holding the registers of
-    /// the thread that was running (if any). A thread's saved frame is written only when it
-    /// stops running here; a thread that keeps the CPU never has its registers copied.
-    /// Returns false if nothing can run (the caller then idles).
-    fn leave(&mut self, cpu: usize, frame: &mut TrapFrame, next: Next) -> bool {
+    /// Chooses who runs next on `cpu` according to `next` and makes it the running thread.
+    /// Registers stay where they are: every thread's live in its slot (`frames`), so a switch
+    /// copies nothing. Returns the chosen thread, or None if nothing can run (the caller then
+    /// idles).
+    fn leave(&mut self, cpu: usize, next: Next) -> Option<u32> {
         let current = self.scheduler.current[cpu];
         let chosen = match next {
             Next::Current => match current {
@@ -156,22 +158,15 @@ impl Kernel {
             // Handled by `from_user` before leaving; reaching here means: keep running.
             Next::RunVcpu(_) => current,
         };
-        if chosen != current {
-            if let Some(previous) = current {
-                if self.threads[previous as usize].id.is_some() {
-                    self.threads[previous as usize].frame = *frame;
-                }
-            }
-        }
         let Some(index) = chosen else {
             self.scheduler.current[cpu] = None;
-            return false;
+            return None;
         };
         if chosen != current {
-            *frame = self.threads[index as usize].frame;
+            percpu::set_frame_top(cpu, frames::top(index));
         }
         self.run(cpu, index);
-        true
+        Some(index)
     }
 
     fn pick(&mut self, cpu: usize) -> Option<u32> {
@@ -181,8 +176,18 @@ impl Kernel {
         scheduler.pick(threads, cpu)
     }
 
-    /// Makes `index` the running thread of `cpu` and loads its address space.
+    /// Makes `index` the running thread of `cpu`, loads its address space and marks the CPU
+    /// active (see [`Kernel::enter`]).
     fn run(&mut self, cpu: usize, index: u32) {
+        self.enter(cpu, index);
+        // From here to the next kernel entry this CPU runs the domain's code without checking
+        // the generation again: shootdowns must interrupt it.
+        crate::smp::set_active(true);
+    }
+
+    /// Makes `index` the running thread of `cpu` and loads its address space (CR3 when the
+    /// domain or its flush generation changed, and its I/O permission bitmap).
+    fn enter(&mut self, cpu: usize, index: u32) {
         let thread = &mut self.threads[index as usize];
         thread.state = RunState::Running;
         self.scheduler.current[cpu] = Some(index);
@@ -190,46 +195,69 @@ impl Kernel {
         let state = &self.domains[domain.index as usize % OBJECTS];
         let generation = state.flush_generation;
         if self.loaded[cpu] != (Some(domain), generation) {
-            if let Some(space) = &state.space {
-                // SAFETY: the root is a valid PML4 sharing the kernel half, so the kernel keeps
-                // running after the switch; reloading also flushes non-global TLB entries.
-                unsafe { core::arch::asm!("mov cr3, {}", in(reg) space.root(), options(nostack)) };
-            }
-            let halves = state.io_bitmap.map(|[low, high]| {
-                // SAFETY: the bitmap frames belong to this domain and lie in the direct map.
-                unsafe {
-                    [
-                        &*(crate::paging::phys_to_virt(low) as *const [u8; 4096]),
-                        &*(crate::paging::phys_to_virt(high) as *const [u8; 4096]),
-                    ]
-                }
-            });
-            let had_ports = self.loaded_ports[cpu];
-            if halves.is_some() || had_ports {
-                crate::gdt::load_io_bitmap(cpu, halves);
-            }
-            self.loaded_ports[cpu] = halves.is_some();
-            self.loaded[cpu] = (Some(domain), generation);
+            self.load_space(cpu, domain, generation);
         }
-        // From here to the next kernel entry this CPU runs the domain's code without checking
-        // the generation again: shootdowns must interrupt it.
-        crate::smp::set_active(true);
+    }
+
+    fn load_space(&mut self, cpu: usize, domain: ObjectId, generation: u64) {
+        let state = &self.domains[domain.index as usize % OBJECTS];
+        if let Some(space) = &state.space {
+            // SAFETY: the root is a valid PML4 sharing the kernel half, so the kernel keeps
+            // running after the switch; reloading also flushes non-global TLB entries.
+            unsafe { core::arch::asm!("mov cr3, {}", in(reg) space.root(), options(nostack)) };
+        }
+        self.loaded[cpu] = (Some(domain), generation);
+        if state.io_bitmap.is_some() || self.loaded_ports[cpu] {
+            self.load_ports(cpu, domain);
+        }
+    }
+
+    /// Loads `domain`'s I/O permission bitmap into this CPU's TSS (or all ones when it has no
+    /// ports and the previous domain had some).
+    #[inline(never)]
+    fn load_ports(&mut self, cpu: usize, domain: ObjectId) {
+        let state = &self.domains[domain.index as usize % OBJECTS];
+        let halves = state.io_bitmap.map(|[low, high]| {
+            // SAFETY: the bitmap frames belong to this domain and lie in the direct map.
+            unsafe {
+                [
+                    &*(crate::paging::phys_to_virt(low) as *const [u8; 4096]),
+                    &*(crate::paging::phys_to_virt(high) as *const [u8; 4096]),
+                ]
+            }
+        });
+        let had_ports = self.loaded_ports[cpu];
+        if halves.is_some() || had_ports {
+            crate::gdt::load_io_bitmap(cpu, halves);
+        }
+        self.loaded_ports[cpu] = halves.is_some();
     }
 }
 
-/// Runs `handler` for a trap from ring 3 and leaves into the right thread.
+/// Runs `handler` for a trap from ring 3 (whose registers are in `frame`, the running thread's
+/// slot) and returns the slot of the thread to resume.
 fn from_user(
     frame: &mut TrapFrame,
     handler: impl FnOnce(&mut Kernel, usize, u32, &mut TrapFrame) -> Next,
-) {
+) -> *mut TrapFrame {
     let cpu = percpu::current_index();
-    let mut kernel = KERNEL.lock();
+    from_user_locked(KERNEL.lock(), cpu, frame, handler)
+}
+
+/// [`from_user`] with the kernel lock already taken.
+#[inline(never)]
+fn from_user_locked(
+    mut kernel: crate::sync::SpinGuard<'_, Kernel>,
+    cpu: usize,
+    frame: &mut TrapFrame,
+    handler: impl FnOnce(&mut Kernel, usize, u32, &mut TrapFrame) -> Next,
+) -> *mut TrapFrame {
     let Some(current) = kernel.scheduler.current[cpu] else {
         drop(kernel);
         idle(cpu)
     };
-    // Handlers write the current thread's results into `frame` (its live registers) and other
-    // threads' into their saved frames; `leave` saves and loads frames only on a switch.
+    // Handlers write the current thread's results into `frame` and other (not running)
+    // threads' into their slots (`frames::frame`).
     let mut next = handler(&mut kernel, cpu, current, frame);
     if let Next::RunVcpu(vcpu) = next {
         let mut reply = [const { core::mem::MaybeUninit::uninit() }; 64];
@@ -257,9 +285,12 @@ fn from_user(
             }
         };
     }
-    if !kernel.leave(cpu, frame, next) {
-        drop(kernel);
-        idle(cpu);
+    match kernel.leave(cpu, next) {
+        Some(index) => frames::slot(index),
+        None => {
+            drop(kernel);
+            idle(cpu)
+        }
     }
 }
 
@@ -268,10 +299,9 @@ pub fn idle(cpu: usize) -> ! {
     loop {
         {
             let mut kernel = KERNEL.lock();
-            let mut frame = TrapFrame::default();
-            if kernel.leave(cpu, &mut frame, Next::Current) {
+            if let Some(index) = kernel.leave(cpu, Next::Current) {
                 drop(kernel);
-                crate::trap::resume(&frame);
+                crate::trap::resume(frames::slot(index));
             }
         }
         // SAFETY: enabling interrupts only to halt until the next one; `sti` delays delivery
@@ -280,18 +310,33 @@ pub fn idle(cpu: usize) -> ! {
     }
 }
 
-/// `syscall` from ring 3.
-pub fn system_call(frame: &mut TrapFrame) {
-    from_user(frame, syscalls::handle);
+/// `syscall` from ring 3; returns the frame to resume.
+///
+/// The IPC fast path (`ipc_fast`) runs only when the kernel lock is free at once, and then
+/// leaves the CPU marked active throughout: it never waits, so a shootdown never waits for it
+/// while holding the lock it would need (`smp::flush_everywhere`), and a shootdown cannot start
+/// while it holds the lock. Everything else stops counting as active first (as every other
+/// entry from ring 3 does in `trap::dispatch_user`).
+pub fn system_call(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let cpu = percpu::current_index();
+    if let Some(mut kernel) = KERNEL.try_lock() {
+        if let Some(next) = ipc_fast::try_ipc(&mut kernel, cpu, frame) {
+            return frames::slot(next);
+        }
+        crate::smp::set_active(false);
+        return from_user_locked(kernel, cpu, frame, syscalls::handle);
+    }
+    crate::smp::set_active(false);
+    from_user(frame, syscalls::handle)
 }
 
 /// An exception in ring 3: the thread is stopped and reported.
-pub fn user_exception(frame: &mut TrapFrame) {
-    from_user(frame, faults::handle);
+pub fn user_exception(frame: &mut TrapFrame) -> *mut TrapFrame {
+    from_user(frame, faults::handle)
 }
 
-/// The scheduling tick.
-pub fn tick(frame: &mut TrapFrame) {
+/// The scheduling tick; returns the frame to resume.
+pub fn tick(frame: &mut TrapFrame) -> *mut TrapFrame {
     let cpu = percpu::current_index();
     if !frame.came_from_user() {
         // A guest (or the idle loop) was interrupted: a running vCPU returns to the scheduler.
@@ -304,34 +349,38 @@ pub fn tick(frame: &mut TrapFrame) {
         }
         ipc::expire_waits(&mut kernel, cpu);
     }
-    if frame.came_from_user() {
-        from_user(frame, |kernel, cpu, current, _| {
-            let priority = kernel.threads[current as usize].priority;
-            match kernel.scheduler.best_priority(cpu) {
-                Some(best) if best >= priority => Next::Reschedule,
-                _ => Next::Current,
-            }
-        });
+    if !frame.came_from_user() {
+        return frame;
     }
+    from_user(frame, |kernel, cpu, current, _| {
+        let priority = kernel.threads[current as usize].priority;
+        match kernel.scheduler.best_priority(cpu) {
+            Some(best) if best >= priority => Next::Reschedule,
+            _ => Next::Current,
+        }
+    })
 }
 
-/// A reschedule IPI: something became ready on this CPU or a thread here was stopped.
-pub fn preempt(frame: &mut TrapFrame) {
-    if frame.came_from_user() {
-        from_user(frame, |kernel, cpu, current, _| {
-            let thread = &kernel.threads[current as usize];
-            let stopped = thread.state != RunState::Running;
-            match kernel.scheduler.best_priority(cpu) {
-                _ if stopped => Next::Reschedule,
-                Some(best) if best > thread.priority => Next::Reschedule,
-                _ => Next::Current,
-            }
-        });
+/// A reschedule IPI: something became ready on this CPU or a thread here was stopped. Returns
+/// the frame to resume.
+pub fn preempt(frame: &mut TrapFrame) -> *mut TrapFrame {
+    if !frame.came_from_user() {
+        return frame;
     }
+    from_user(frame, |kernel, cpu, current, _| {
+        let thread = &kernel.threads[current as usize];
+        let stopped = thread.state != RunState::Running;
+        match kernel.scheduler.best_priority(cpu) {
+            _ if stopped => Next::Reschedule,
+            Some(best) if best > thread.priority => Next::Reschedule,
+            _ => Next::Current,
+        }
+    })
 }
 
-/// A device interrupt: signal the notification its interrupt object is bound to.
-pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) {
+/// A device interrupt: signal the notification its interrupt object is bound to. Returns the
+/// frame to resume.
+pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) -> *mut TrapFrame {
     {
         let mut kernel = KERNEL.lock();
         if let Some(line) = crate::interrupt_routing::line_of_vector(vector) {
@@ -341,7 +390,7 @@ pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) {
             }
         }
     }
-    preempt(frame);
+    preempt(frame)
 }
 
 /// Runs `f` with the kernel lock held (boot and SMP bring-up).

@@ -42,7 +42,7 @@ impl RestSink<'_> {
         super::threads::unqueue_caller(threads, index);
         while let Some(caller) = super::threads::dequeue_caller(threads, index) {
             if matches!(threads[caller as usize].state, RunState::BlockedCall { .. }) {
-                threads[caller as usize].frame.rax = sluice_abi::syscall::Status::Aborted.as_raw();
+                super::frames::frame(caller).rax = sluice_abi::syscall::Status::Aborted.as_raw();
                 self.scheduler.enqueue(threads, caller);
             }
         }

@@ -171,11 +171,15 @@ fn execute(
             kernel.threads[id.index as usize % OBJECTS] = ThreadContext::new(
                 id,
                 thread.domain,
-                parameters.instruction_pointer.get(),
-                parameters.stack_pointer.get(),
                 parameters.utcb.get(),
                 parameters.priority,
                 usize::from(parameters.cpu),
+            );
+            // A new object is no running thread, so its slot is free to write.
+            *super::frames::frame(id.index) = super::threads::first_frame(
+                parameters.instruction_pointer.get(),
+                parameters.stack_pointer.get(),
+                parameters.utcb.get(),
             );
             done
         }

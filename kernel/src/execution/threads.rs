@@ -1,4 +1,5 @@
-//! The kernel's side of each thread: saved registers, scheduling state, IPC state. The object
+//! The kernel's side of each thread: scheduling state, IPC state (its registers live in its
+//! slot, `super::frames`). The object
 //! model owns the thread object and its capabilities; this table, indexed by the thread's
 //! object index, is what the kernel needs to run it.
 
@@ -38,7 +39,6 @@ pub enum RunState {
 pub struct ThreadContext {
     pub id: Option<ObjectId>,
     pub domain: Option<ObjectId>,
-    pub frame: TrapFrame,
     pub state: RunState,
     pub cpu: usize,
     pub priority: u8,
@@ -71,30 +71,6 @@ impl ThreadContext {
     pub const EMPTY: ThreadContext = ThreadContext {
         id: None,
         domain: None,
-        frame: TrapFrame {
-            r15: 0,
-            r14: 0,
-            r13: 0,
-            r12: 0,
-            r11: 0,
-            r10: 0,
-            r9: 0,
-            r8: 0,
-            rbp: 0,
-            rdi: 0,
-            rsi: 0,
-            rdx: 0,
-            rcx: 0,
-            rbx: 0,
-            rax: 0,
-            vector: 0,
-            error_code: 0,
-            rip: 0,
-            cs: 0,
-            rflags: 0,
-            rsp: 0,
-            ss: 0,
-        },
         state: RunState::Free,
         cpu: 0,
         priority: 0,
@@ -108,35 +84,30 @@ impl ThreadContext {
         utcb_cache: None,
     };
 
-    /// A fresh thread that will enter ring 3 at `rip` with `rsp`, RDI = its UTCB.
-    pub fn new(
-        id: ObjectId,
-        domain: ObjectId,
-        rip: u64,
-        rsp: u64,
-        utcb: u64,
-        priority: u8,
-        cpu: usize,
-    ) -> Self {
-        let frame = TrapFrame {
-            rip,
-            rsp,
-            rdi: utcb,
-            cs: u64::from(crate::gdt::USER_CODE),
-            ss: u64::from(crate::gdt::USER_DATA),
-            rflags: 0x202, // IF set, reserved bit 1
-            ..TrapFrame::default()
-        };
+    /// A fresh thread with its UTCB at `utcb` (its first registers: [`first_frame`]).
+    pub fn new(id: ObjectId, domain: ObjectId, utcb: u64, priority: u8, cpu: usize) -> Self {
         ThreadContext {
             id: Some(id),
             domain: Some(domain),
-            frame,
             state: RunState::Created,
             cpu,
             priority,
             utcb,
             ..ThreadContext::EMPTY
         }
+    }
+}
+
+/// The registers of a thread that will enter ring 3 at `rip` with `rsp`, RDI = its UTCB.
+pub fn first_frame(rip: u64, rsp: u64, utcb: u64) -> TrapFrame {
+    TrapFrame {
+        rip,
+        rsp,
+        rdi: utcb,
+        cs: u64::from(crate::gdt::USER_CODE),
+        ss: u64::from(crate::gdt::USER_DATA),
+        rflags: 0x202, // IF set, reserved bit 1
+        ..TrapFrame::default()
     }
 }
 

@@ -50,6 +50,9 @@ pub use crate::host::raw;
 /// Decodes `rax`: `Ok(rdi)` on success. A value that is no [`Status`] at all is reported as
 /// `InvalidArgument` (it cannot come from a kernel that follows the ABI).
 pub fn decode(raw_result: RawResult) -> Result<u64, Status> {
+    if raw_result.status == Status::Success.as_raw() {
+        return Ok(raw_result.result);
+    }
     match Status::from_raw(raw_result.status) {
         Some(Status::Success) => Ok(raw_result.result),
         Some(error) => Err(error),
