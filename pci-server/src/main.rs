@@ -38,6 +38,7 @@ mod delay;
 mod description;
 mod ecam;
 mod iommu;
+mod irte_check;
 mod msix;
 #[cfg(test)]
 mod msix_tests;

@@ -3,6 +3,7 @@
 //! the real slot bookkeeping, and the refusals (not the owner, entry out of range, table
 //! outside the windows, memory decoding off) that must write nothing.
 
+use iommu_api::IrteStatusReply;
 use pci_api::{ClaimRequest, ConfigWriteRequest, MsiProgramRequest, Operation, OwnerId, PciError};
 use pci_core::fake::{
     q35, q35_ecam, q35_topology, FakeConfigSpace, FakeMsixTable, RecordingDelay, RecordingIommu,
@@ -24,7 +25,8 @@ use crate::service::{Carver, Server};
 const OWNER: OwnerId = OwnerId(33);
 const OTHER: OwnerId = OwnerId(34);
 
-struct TestIommu(RecordingIommu);
+/// The recording IOMMU plus the IRTEs the iommu-server would report: (index, what it says).
+struct TestIommu(RecordingIommu, Vec<(u16, IrteStatusReply)>);
 
 impl IommuBinding for TestIommu {
     fn attach_quarantine(&mut self, device: &DmaIdentity) -> Result<(), IommuRefusal> {
@@ -37,6 +39,30 @@ impl IommuBinding for TestIommu {
 
 impl DomainBinding for TestIommu {
     fn set_owner_domain(&mut self, _owner: OwnerId, _domain: u32) {}
+    fn irte_status(&mut self, handle: u16) -> Result<IrteStatusReply, IommuRefusal> {
+        self.1
+            .iter()
+            .find(|(index, _)| *index == handle)
+            .map(|(_, status)| *status)
+            .ok_or(IommuRefusal(iommu_api::IommuError::UnknownIrte.code()))
+    }
+}
+
+/// Records IRTE `index` as programmed by `owner` for `source` (requester-id verification).
+fn grant(server: &mut TestServer, index: u16, owner: OwnerId, source: pci_api::Bdf) {
+    server.iommu.1.retain(|(known, _)| *known != index);
+    server.iommu.1.push((
+        index,
+        IrteStatusReply {
+            owner: owner.0,
+            present: 1,
+            source_validation: 1,
+            source_qualifier: 0,
+            vector: 0x49,
+            source_id: iommu_api::Bdf(source.requester_id()),
+            reserved: 0,
+        },
+    ));
 }
 
 struct TestCarver;
@@ -115,7 +141,7 @@ fn server(window_base: u64) -> Box<TestServer> {
     Box::new(Server {
         config,
         delay: RecordingDelay::default(),
-        iommu: TestIommu(RecordingIommu::default()),
+        iommu: TestIommu(RecordingIommu::default(), Vec::new()),
         carver: TestCarver,
         inventory,
         ownership,
@@ -169,6 +195,8 @@ fn program(server: &mut TestServer, caller: OwnerId, request: MsiProgramRequest)
 fn the_owner_gets_an_entry_programmed_masked_then_enabled() {
     let mut server = server(0xfe00_0000);
     claim(&mut server, q35::NVME);
+    grant(&mut server, 0x1234, OWNER, q35::NVME);
+    grant(&mut server, 0x22, OWNER, q35::NVME);
     assert_eq!(set_command(&mut server, 0x0006), 0);
     assert_eq!(
         program(&mut server, OWNER, msix_request(q35::NVME, 7, 0x1234)),
@@ -247,6 +275,7 @@ fn refusals_change_nothing() {
     let mut server = server(0xfe00_0000);
     claim(&mut server, q35::NVME);
     claim(&mut server, q35::EDU);
+    grant(&mut server, 1, OWNER, q35::NVME);
     assert_eq!(set_command(&mut server, 0x0006), 0);
     server.config.clear_log();
     let checks = [
@@ -290,9 +319,74 @@ fn refusals_change_nothing() {
 }
 
 #[test]
+fn forged_irte_handles_are_refused_and_write_nothing() {
+    let mut server = server(0xfe00_0000);
+    claim(&mut server, q35::NVME);
+    claim(&mut server, q35::EDU);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    grant(&mut server, 4, OWNER, q35::NVME);
+    grant(&mut server, 5, OTHER, q35::NVME);
+    grant(&mut server, 6, OWNER, q35::EDU);
+    server.iommu.1.push((
+        7,
+        IrteStatusReply {
+            present: 0,
+            ..server.iommu.1[0].1
+        },
+    ));
+    server.config.clear_log();
+    let mut with_subhandle = msix_request(q35::NVME, 0, 0xfff0);
+    with_subhandle.flags = 1;
+    with_subhandle.subhandle = 0x20;
+    let mut subhandle_elsewhere = msix_request(q35::NVME, 0, 4);
+    subhandle_elsewhere.flags = 1;
+    subhandle_elsewhere.subhandle = 1;
+    let forged = [
+        ("allocated by nobody", msix_request(q35::NVME, 0, 200)),
+        ("another owner's", msix_request(q35::NVME, 0, 5)),
+        (
+            "the caller's, for another device",
+            msix_request(q35::NVME, 0, 6),
+        ),
+        ("allocated, not programmed", msix_request(q35::NVME, 0, 7)),
+        ("index beyond 16 bits", with_subhandle),
+        ("handle + subhandle is another owner's", subhandle_elsewhere),
+    ];
+    for (what, request) in forged {
+        assert_eq!(
+            program(&mut server, OWNER, request),
+            PciError::IrteNotOwned.code(),
+            "{what}"
+        );
+    }
+    assert!(server.config.writes().is_empty());
+    assert!(server.tables.table.writes.is_empty());
+    assert!(server.tables.mapped.is_empty(), "not even mapped");
+    // The caller's own entry for this device passes.
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 0, 4)),
+        0
+    );
+    // MSI too: the edu's message may only name the edu's IRTE.
+    let msi = |handle| MsiProgramRequest {
+        kind: 0,
+        ..msix_request(q35::EDU, 0, handle)
+    };
+    server.config.clear_log();
+    assert_eq!(
+        program(&mut server, OWNER, msi(4)),
+        PciError::IrteNotOwned.code()
+    );
+    assert!(server.config.writes().is_empty());
+    assert_eq!(program(&mut server, OWNER, msi(6)), 0);
+    assert!(!server.config.writes().is_empty());
+}
+
+#[test]
 fn a_table_outside_the_device_windows_is_unavailable() {
     let mut server = server(0x8000_0000);
     claim(&mut server, q35::NVME);
+    grant(&mut server, 1, OWNER, q35::NVME);
     assert_eq!(set_command(&mut server, 0x0006), 0);
     server.config.clear_log();
     assert_eq!(

@@ -16,6 +16,7 @@ use pci_api::{
     decode_request, AccessWidthCode, BarReply, Bdf, ConfigReadReply, FunctionReply, OwnerId,
     PciError, Request,
 };
+use pci_core::alias::dma_aliases;
 use pci_core::filter::{filtered_read, filtered_write};
 use pci_core::msi::{program_msi, program_msix_entry, IrteHandle, MsixEntryRegister};
 use pci_core::msix::table_location;
@@ -28,6 +29,7 @@ use zerocopy::IntoBytes;
 use crate::assignments::Assignments;
 use crate::bars::{memory_bar, DeviceWindows};
 use crate::iommu::DomainBinding;
+use crate::irte_check::{self, IrteRefusal};
 use crate::msix::TableAccess;
 
 /// The iommu-server's error code for "interrupt remapping unavailable" (`iommu-api`).
@@ -277,8 +279,21 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             .get(request.bdf)
             .ok_or(PciError::NoSuchFunction)?;
         if request.kind == 1 {
-            return self.program_msix(request);
+            return self.program_msix(caller, request);
         }
+        // The capability and vector count first (as `program_msi` would refuse them), then the
+        // IRTEs, then the writes.
+        let capability = function.capabilities.msi.ok_or(PciError::NoMsiCapability)?;
+        if !request.vector_count.is_power_of_two()
+            || request.vector_count > u16::from(capability.max_vectors())
+        {
+            return Err(PciError::VectorOutOfRange);
+        }
+        self.check_irtes(caller, &request)?;
+        let function = self
+            .inventory
+            .get(request.bdf)
+            .ok_or(PciError::NoSuchFunction)?;
         let message = program_msi(
             &mut self.config,
             function,
@@ -298,7 +313,11 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
     /// One MSI-X entry: the caller owns the function (checked by `program_msi`); the entry is
     /// in the table; the table is in a memory BAR inside a device window; memory decoding is on.
     /// Only then is anything written (see `pci_core::msi::program_msix_entry`).
-    fn program_msix(&mut self, request: pci_api::MsiProgramRequest) -> Result<Response, PciError> {
+    fn program_msix(
+        &mut self,
+        caller: OwnerId,
+        request: pci_api::MsiProgramRequest,
+    ) -> Result<Response, PciError> {
         let bdf = request.bdf;
         let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
         let capability = function
@@ -308,6 +327,8 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         if request.vector >= capability.table_size {
             return Err(PciError::VectorOutOfRange);
         }
+        self.check_irtes(caller, &request)?;
+        let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
         let location = table_location(function).map_err(|error| {
             sluice_rt::log!("pci-server: MSI-X refused: {error}");
             PciError::from(error)
@@ -351,6 +372,41 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             location.bar_index
         );
         Ok(Response::ok(&[]))
+    }
+
+    /// Every IRTE the request's message can select must be the caller's, present, and verify
+    /// one of the function's requester ids (`crate::irte_check`); a refusal is logged as a
+    /// denied write and nothing is written.
+    fn check_irtes(
+        &mut self,
+        caller: OwnerId,
+        request: &pci_api::MsiProgramRequest,
+    ) -> Result<(), PciError> {
+        let bdf = request.bdf;
+        let kind = if request.kind == 1 { "MSI-X" } else { "MSI" };
+        let denied = |refusal: IrteRefusal| {
+            sluice_rt::log!(
+                "pci: denied {kind} write bdf={bdf} entry={} irte={} by {caller}: {refusal}",
+                request.vector,
+                request.irte_handle
+            );
+            PciError::IrteNotOwned
+        };
+        let requester_ids: heapless::Vec<Bdf, { pci_core::alias::MAX_ALIASES }> =
+            dma_aliases(&self.inventory, bdf)
+                .iter()
+                .map(|alias| alias.requester_id)
+                .collect();
+        for index in irte_check::indices(request).map_err(denied)? {
+            let status = self.iommu.irte_status(index).map_err(|refusal| {
+                denied(IrteRefusal::Unverifiable {
+                    index,
+                    code: refusal.0,
+                })
+            })?;
+            irte_check::check(index, &status, caller, &requester_ids).map_err(denied)?;
+        }
+        Ok(())
     }
 
     fn bar_memory(&mut self, caller: OwnerId, bdf: Bdf, index: u8) -> Result<Response, PciError> {
