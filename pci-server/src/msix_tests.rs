@@ -9,7 +9,7 @@ use pci_core::fake::{
     q35, q35_ecam, q35_topology, FakeConfigSpace, FakeMsixTable, RecordingDelay, RecordingIommu,
 };
 use pci_core::msi::{irte_index, MsiMessage, MsixEntryRegister, MsixTable};
-use pci_core::msix::MsixTableLocation;
+use pci_core::msix::{MsixPbaLocation, MsixTableLocation};
 use pci_core::ownership::{DmaIdentity, IommuBinding, IommuRefusal, Ownership};
 use pci_core::registers::{header, msix, Command};
 use pci_core::{ConfigSpace, EnumerationOptions, Inventory};
@@ -19,7 +19,7 @@ use zerocopy::IntoBytes;
 use crate::assignments::{Assignments, Record};
 use crate::bars::{DeviceWindow, DeviceWindows};
 use crate::iommu::DomainBinding;
-use crate::msix::{TableAccess, TableSlots, MSIX_VIRTUAL, SLOT_BYTES};
+use crate::msix::{TableAccess, TableSlots, MSIX_VIRTUAL, PBA_SLOT_OFFSET, SLOT_BYTES};
 use crate::service::{Carver, Server};
 
 const OWNER: OwnerId = OwnerId(33);
@@ -80,6 +80,9 @@ struct FakeTables {
     slots: TableSlots,
     table: FakeMsixTable,
     mapped: Vec<MsixTableLocation>,
+    unmapped: Vec<pci_api::Bdf>,
+    /// Pending bits the device shows: (function, PBA dword, bits).
+    pending: Vec<(pci_api::Bdf, u32, u32)>,
 }
 
 impl MsixTable for FakeTables {
@@ -105,15 +108,30 @@ impl TableAccess for FakeTables {
     fn map_table(
         &mut self,
         location: &MsixTableLocation,
+        pba: Option<&MsixPbaLocation>,
         windows: &DeviceWindows,
     ) -> Result<(), PciError> {
         if self.slots.is_mapped(location) {
             return Ok(());
         }
-        let placement = self.slots.place(location, windows)?;
+        let placement = self.slots.place(location, pba, windows)?;
         assert!(self.slots.record(location, &placement));
         self.mapped.push(*location);
         Ok(())
+    }
+    fn unmap_table(&mut self, bdf: pci_api::Bdf) {
+        if self.slots.forget(bdf).is_some() {
+            self.unmapped.push(bdf);
+        }
+    }
+    fn read_pba(&self, bdf: pci_api::Bdf, dword: u32) -> Option<u32> {
+        self.slots.pba_address(bdf, dword)?;
+        Some(
+            self.pending
+                .iter()
+                .find(|(owner, index, _)| *owner == bdf && *index == dword)
+                .map_or(0, |(_, _, bits)| *bits),
+        )
     }
 }
 
@@ -162,6 +180,9 @@ fn claim(server: &mut TestServer, bdf: pci_api::Bdf) {
         domain: 3,
     };
     assert_eq!(call(server, OWNER, Operation::Claim, request.as_bytes()), 0);
+    // The claim cleared the table (tested on its own): the logs start after it.
+    server.tables.table.writes.clear();
+    server.tables.mapped.clear();
 }
 
 fn set_command(server: &mut TestServer, value: u16) -> u32 {
@@ -233,9 +254,13 @@ fn the_owner_gets_an_entry_programmed_masked_then_enabled() {
             (7, MsixEntryRegister::VectorControl, 0),
         ]
     );
-    // The table was mapped from the window: BAR0 0xfe60_0000 + 0x2000, in the first slot.
-    assert_eq!(server.tables.mapped.len(), 1);
-    assert_eq!(server.tables.mapped[0].address.0, 0xfe60_2000);
+    // The table was mapped from the window at the claim (BAR0 0xfe60_0000 + 0x2000, in the
+    // first slot) and is used as it is.
+    assert!(server.tables.mapped.is_empty());
+    assert_eq!(
+        server.tables.slots.mapped(q35::NVME).unwrap().address.0,
+        0xfe60_2000
+    );
     assert_eq!(
         server
             .tables
@@ -261,7 +286,7 @@ fn the_owner_gets_an_entry_programmed_masked_then_enabled() {
     second.flags = 1;
     second.subhandle = 2;
     assert_eq!(program(&mut server, OWNER, second), 0);
-    assert_eq!(server.tables.mapped.len(), 1);
+    assert!(server.tables.mapped.is_empty());
     assert_eq!(
         server
             .tables
@@ -361,7 +386,7 @@ fn forged_irte_handles_are_refused_and_write_nothing() {
     }
     assert!(server.config.writes().is_empty());
     assert!(server.tables.table.writes.is_empty());
-    assert!(server.tables.mapped.is_empty(), "not even mapped");
+    assert!(server.tables.mapped.is_empty(), "nothing newly mapped");
     // The caller's own entry for this device passes.
     assert_eq!(
         program(&mut server, OWNER, msix_request(q35::NVME, 0, 4)),
@@ -398,7 +423,7 @@ fn a_table_outside_the_device_windows_is_unavailable() {
 }
 
 #[test]
-fn slots_are_page_granular_and_never_reused() {
+fn slots_are_page_granular_carry_the_pba_and_are_reused_after_a_release() {
     let windows = {
         let mut list = heapless::Vec::new();
         list.push(DeviceWindow {
@@ -418,12 +443,36 @@ fn slots_are_page_granular_and_never_reused() {
     };
     let mut slots = TableSlots::default();
     let first = location(q35::NVME, 0xfe60_2f80, 16);
-    let placement = slots.place(&first, &windows).unwrap();
-    assert_eq!(placement.window, Selector(7));
-    assert_eq!((placement.offset, placement.size), (0x60_2000, 0x2000));
+    let pba = MsixPbaLocation {
+        bar_index: 0,
+        address: pci_core::HostPhys(0xfe60_3ff8),
+        bytes: 16,
+    };
+    let placement = slots.place(&first, Some(&pba), &windows).unwrap();
+    assert_eq!(placement.slot, 0);
+    assert_eq!(placement.table.window, Selector(7));
+    assert_eq!(
+        (placement.table.offset, placement.table.size),
+        (0x60_2000, 0x2000)
+    );
     assert_eq!(placement.entry0, MSIX_VIRTUAL + 0xf80);
+    let (pba_run, pba_first, pba_bytes) = placement.pba.unwrap();
+    assert_eq!(
+        (pba_run.offset, pba_run.size),
+        (0x60_3000, 0x2000),
+        "straddles two pages"
+    );
+    assert_eq!(pba_run.address, MSIX_VIRTUAL + PBA_SLOT_OFFSET);
+    assert_eq!(
+        (pba_first, pba_bytes),
+        (MSIX_VIRTUAL + PBA_SLOT_OFFSET + 0xff8, 16)
+    );
     assert!(slots.record(&first, &placement));
     assert!(slots.is_mapped(&first));
+    assert!(
+        !slots.record(&first, &placement),
+        "one mapping per function"
+    );
     assert_eq!(
         slots.register_address(q35::NVME, 15, MsixEntryRegister::VectorControl),
         Some(MSIX_VIRTUAL + 0xf80 + 15 * 16 + 12)
@@ -432,23 +481,137 @@ fn slots_are_page_granular_and_never_reused() {
         slots.register_address(q35::NVME, 16, MsixEntryRegister::Data),
         None
     );
+    assert_eq!(slots.pba_address(q35::NVME, 3), Some(pba_first + 12));
+    assert_eq!(slots.pba_address(q35::NVME, 4), None);
     assert_eq!(
         slots.register_address(q35::EDU, 0, MsixEntryRegister::Data),
         None
     );
     let second = location(q35::EDU, 0xfe70_0000, 2048);
-    let placement = slots.place(&second, &windows).unwrap();
-    assert_eq!(placement.address, MSIX_VIRTUAL + SLOT_BYTES);
-    assert_eq!(placement.size, 0x8000);
+    let placement = slots.place(&second, None, &windows).unwrap();
+    assert_eq!(placement.table.address, MSIX_VIRTUAL + SLOT_BYTES);
+    assert_eq!(placement.table.size, 0x8000);
+    assert!(slots.record(&second, &placement));
+    // Released: forgotten, its slot is the next one used, nothing answers for it.
+    let forgotten = slots.forget(q35::NVME).unwrap();
+    assert_eq!(forgotten.slot, 0);
+    assert!(slots.forget(q35::NVME).is_none());
+    assert_eq!(
+        slots.register_address(q35::NVME, 0, MsixEntryRegister::Data),
+        None
+    );
+    assert_eq!(slots.pba_address(q35::NVME, 0), None);
+    let again = slots.place(&first, None, &windows).unwrap();
+    assert_eq!(again.slot, 0);
     // Outside every window, or wrapping: refused.
     let outside = location(q35::EDU, 0xff00_0000, 1);
     assert_eq!(
-        slots.place(&outside, &windows),
+        slots.place(&outside, None, &windows),
         Err(PciError::MsixTableUnavailable)
     );
     let wrapping = location(q35::EDU, u64::MAX - 8, 1);
     assert_eq!(
-        slots.place(&wrapping, &windows),
+        slots.place(&wrapping, None, &windows),
         Err(PciError::MsixTableUnavailable)
     );
+    let far_pba = MsixPbaLocation {
+        address: pci_core::HostPhys(0xff00_0000),
+        ..pba
+    };
+    assert_eq!(
+        slots.place(&first, Some(&far_pba), &windows),
+        Err(PciError::MsixTableUnavailable)
+    );
+}
+
+fn release(server: &mut TestServer, bdf: pci_api::Bdf) -> u32 {
+    let request = pci_api::ReleaseRequest {
+        bdf,
+        reserved: 0,
+        owner: OWNER,
+    };
+    call(server, OWNER, Operation::Release, request.as_bytes())
+}
+
+/// Every entry of the nvme's table: masked, address and data zero.
+fn assert_clean(server: &TestServer) {
+    for entry in 0..65 {
+        let read = |register| server.tables.table.read_entry(q35::NVME, entry, register);
+        assert_eq!(read(MsixEntryRegister::VectorControl), 1, "entry {entry}");
+        assert_eq!(read(MsixEntryRegister::AddressLow), 0, "entry {entry}");
+        assert_eq!(read(MsixEntryRegister::AddressHigh), 0, "entry {entry}");
+        assert_eq!(read(MsixEntryRegister::Data), 0, "entry {entry}");
+    }
+}
+
+#[test]
+fn a_release_clears_and_unmaps_the_table_and_the_next_claim_starts_clean() {
+    let mut server = server(0xfe00_0000);
+    claim(&mut server, q35::NVME);
+    grant(&mut server, 9, OWNER, q35::NVME);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
+        0
+    );
+    assert_eq!(
+        server
+            .tables
+            .read_entry(q35::NVME, 7, MsixEntryRegister::VectorControl),
+        0
+    );
+    // The owner turns memory decoding off before it lets go: the table is cleared anyway.
+    assert_eq!(set_command(&mut server, 0x0000), 0);
+    assert_eq!(release(&mut server, q35::NVME), 0);
+    assert_clean(&server);
+    assert_eq!(server.tables.unmapped, vec![q35::NVME]);
+    assert_eq!(server.tables.slots.mapped(q35::NVME), None);
+    let capability = server
+        .inventory
+        .get(q35::NVME)
+        .unwrap()
+        .capabilities
+        .msix
+        .unwrap();
+    let control = server
+        .config
+        .read16(q35::NVME, capability.offset + msix::CONTROL);
+    assert_eq!(control & msix::ENABLE, 0, "MSI-X off");
+    // Released: the owner can no longer program or read anything of it.
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
+        PciError::NotOwner.code()
+    );
+    // Something (a reset method that keeps the table, firmware) leaves an unmasked entry with an
+    // old handle behind; the next claim clears it before the owner gets the device.
+    server
+        .tables
+        .table
+        .write_entry(q35::NVME, 3, MsixEntryRegister::AddressLow, 0xfee0_0130);
+    server
+        .tables
+        .table
+        .write_entry(q35::NVME, 3, MsixEntryRegister::VectorControl, 0);
+    let request = ClaimRequest {
+        bdf: q35::NVME,
+        reserved: 0,
+        domain: 4,
+    };
+    assert_eq!(
+        call(&mut server, OWNER, Operation::Claim, request.as_bytes()),
+        0
+    );
+    assert_clean(&server);
+    assert!(
+        server.tables.slots.mapped(q35::NVME).is_some(),
+        "mapped again"
+    );
+    // A second release, then a claim the IOMMU refuses: nothing stays mapped.
+    assert_eq!(release(&mut server, q35::NVME), 0);
+    server.iommu.0.refuse = Some(5);
+    assert_ne!(
+        call(&mut server, OWNER, Operation::Claim, request.as_bytes()),
+        0
+    );
+    assert_eq!(server.tables.slots.mapped(q35::NVME), None);
 }

@@ -18,8 +18,10 @@ use pci_api::{
 };
 use pci_core::alias::dma_aliases;
 use pci_core::filter::{filtered_read, filtered_write};
-use pci_core::msi::{program_msi, program_msix_entry, IrteHandle, MsixEntryRegister};
-use pci_core::msix::table_location;
+use pci_core::msi::{
+    clear_msix_table, program_msi, program_msix_entry, IrteHandle, MsixEntryRegister,
+};
+use pci_core::msix::{pba_location, table_location};
 use pci_core::ownership::{OwnerState, Ownership, Platform};
 use pci_core::reset::reset_method;
 use pci_core::{AccessWidth, ConfigSpace, Delay, Inventory};
@@ -210,20 +212,67 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             sluice_rt::log!("pci-server: claim of {bdf} by {caller} failed: {error}");
             PciError::from(error)
         };
-        if self.ownership.state(bdf) == Some(OwnerState::Unassigned) {
+        let result = (|| {
+            if self.ownership.state(bdf) == Some(OwnerState::Unassigned) {
+                self.ownership
+                    .quarantine(&mut platform, &self.inventory, bdf)
+                    .map_err(refused)?;
+            }
             self.ownership
-                .quarantine(&mut platform, &self.inventory, bdf)
-                .map_err(refused)?;
-        }
-        let report = self
-            .ownership
-            .assign(&mut platform, &self.inventory, bdf, caller)
-            .map_err(refused)?;
+                .assign(&mut platform, &self.inventory, bdf, caller)
+                .map_err(refused)
+        })();
+        let report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                // Nothing of the function stays mapped here for an owner it never got.
+                self.tables.unmap_table(bdf);
+                return Err(error);
+            }
+        };
         sluice_rt::log!(
             "pci-server: {bdf} assigned to {caller}: reset by {}, attached to its DMA domain {domain}",
             report.method
         );
+        // Whatever the reset method left in the table, the new owner starts from a clean one.
+        self.clear_msix(bdf);
         Ok(())
+    }
+
+    /// Masks and clears every entry of `bdf`'s MSI-X table (mapping it if needed) with MSI-X
+    /// off (`pci_core::msi::clear_msix_table`); a function without MSI-X is left alone. A table
+    /// the server cannot reach is logged: the owner cannot reach it either (its pages are
+    /// never handed out) and MSI-X stays off.
+    fn clear_msix(&mut self, bdf: Bdf) {
+        let Some(function) = self.inventory.get(bdf) else {
+            return;
+        };
+        if function.capabilities.msix.is_none() {
+            return;
+        }
+        let mapped = table_location(function)
+            .map_err(PciError::from)
+            .and_then(|location| {
+                let pba = pba_location(function).ok();
+                self.tables
+                    .map_table(&location, pba.as_ref(), &self.windows)
+                    .map(|()| location)
+            });
+        let location = match mapped {
+            Ok(location) => location,
+            Err(error) => {
+                sluice_rt::log!("pci-server: {bdf}: MSI-X table not cleared: {error}");
+                return;
+            }
+        };
+        match clear_msix_table(&mut self.config, &mut self.tables, function) {
+            Ok(entries) => sluice_rt::log!(
+                "pci-server: {bdf} MSI-X table cleared: {entries} entries masked, addresses and                  data zeroed, MSI-X off (table at {} in BAR{})",
+                location.address,
+                location.bar_index
+            ),
+            Err(error) => sluice_rt::log!("pci-server: {bdf}: MSI-X table not cleared: {error}"),
+        }
     }
 
     fn iommu_bind(&mut self, caller: OwnerId, domain: u32) {
@@ -236,6 +285,8 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             return Err(PciError::NotOwner);
         }
         self.owned(caller, bdf)?;
+        // No entry keeps the owner's IRTE handles, whatever the reset method does to the table.
+        self.clear_msix(bdf);
         let mut platform = Platform {
             config: &mut self.config,
             delay: &mut self.delay,
@@ -244,10 +295,12 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         let result = self
             .ownership
             .release(&mut platform, &self.inventory, bdf, caller);
-        // Whatever the reset did, the owner loses the BARs it was given.
+        // Whatever the reset did, the owner loses the BARs it was given, and the server its
+        // mapping of the table (the next owner's claim maps it again).
         for selector in self.windows.take(bdf) {
             self.carver.revoke(selector);
         }
+        self.tables.unmap_table(bdf);
         result.map_err(PciError::from)?;
         sluice_rt::log!("pci-server: {bdf} released by {caller}, back in quarantine");
         Ok(Response::ok(&[]))
@@ -333,7 +386,9 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             sluice_rt::log!("pci-server: MSI-X refused: {error}");
             PciError::from(error)
         })?;
-        self.tables.map_table(&location, &self.windows)?;
+        let pba = pba_location(function).ok();
+        self.tables
+            .map_table(&location, pba.as_ref(), &self.windows)?;
         let subhandle = (request.flags & 1 != 0).then_some(request.subhandle);
         let message = program_msix_entry(
             &mut self.config,
