@@ -615,3 +615,91 @@ fn a_release_clears_and_unmaps_the_table_and_the_next_claim_starts_clean() {
     );
     assert_eq!(server.tables.slots.mapped(q35::NVME), None);
 }
+
+fn msix_read(
+    server: &mut TestServer,
+    caller: OwnerId,
+    structure: u8,
+    offset: u32,
+) -> Result<u32, u32> {
+    let request = pci_api::MsixReadRequest {
+        bdf: q35::NVME,
+        structure,
+        reserved: 0,
+        offset,
+    };
+    let response = server.handle(caller, Operation::MsixRead as u16, request.as_bytes());
+    match response.status {
+        0 => Ok(u32::from_le_bytes(response.body[..4].try_into().unwrap())),
+        code => Err(code),
+    }
+}
+
+#[test]
+fn the_owner_reads_table_and_pending_bits_but_gets_no_page_of_them() {
+    let mut server = server(0xfe00_0000);
+    claim(&mut server, q35::NVME);
+    grant(&mut server, 9, OWNER, q35::NVME);
+    assert_eq!(set_command(&mut server, 0x0006), 0);
+    assert_eq!(
+        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
+        0
+    );
+    // Entry 7: address (remappable, handle 9) and vector control (unmasked).
+    assert_eq!(
+        msix_read(&mut server, OWNER, 0, 7 * 16),
+        Ok(0xfee0_0000 | (9 << 5) | (1 << 4))
+    );
+    assert_eq!(msix_read(&mut server, OWNER, 0, 7 * 16 + 12), Ok(0));
+    assert_eq!(msix_read(&mut server, OWNER, 0, 6 * 16 + 12), Ok(1));
+    // Pending bits of entries 32..63 in DWORD 1; 65 entries = 2 QWORDs = 16 bytes.
+    server.tables.pending.push((q35::NVME, 1, 0x8000_0001));
+    assert_eq!(msix_read(&mut server, OWNER, 1, 4), Ok(0x8000_0001));
+    assert_eq!(msix_read(&mut server, OWNER, 1, 0), Ok(0));
+    let out = PciError::OffsetOutOfRange.code();
+    assert_eq!(msix_read(&mut server, OWNER, 1, 16), Err(out));
+    assert_eq!(msix_read(&mut server, OWNER, 0, 65 * 16), Err(out));
+    assert_eq!(msix_read(&mut server, OWNER, 0, u32::MAX - 3), Err(out));
+    assert_eq!(
+        msix_read(&mut server, OTHER, 1, 4),
+        Err(PciError::NotOwner.code())
+    );
+    assert_eq!(
+        msix_read(&mut server, OWNER, 1, 2),
+        Err(PciError::MisalignedAccess.code())
+    );
+    // Reads write nothing.
+    server.tables.table.writes.clear();
+    server.config.clear_log();
+    let _ = msix_read(&mut server, OWNER, 0, 0);
+    assert!(server.tables.table.writes.is_empty());
+    assert!(server.config.writes().is_empty());
+    // BAR0 (16 KiB, table at 0x2000, PBA at 0x3000): only its first two pages are handed out.
+    let bar = |server: &mut TestServer, part| {
+        let request = pci_api::BarRequest {
+            bdf: q35::NVME,
+            index: 0,
+            part,
+        };
+        server.handle(OWNER, Operation::BarMemory as u16, request.as_bytes())
+    };
+    let response = bar(&mut server, 0);
+    assert_eq!(response.status, 0);
+    let reply =
+        <pci_api::BarReply as zerocopy::FromBytes>::read_from_bytes(&response.body).unwrap();
+    assert_eq!(
+        (reply.address, reply.size, reply.capability_size),
+        (0xfe60_0000, 0x4000, 0x2000)
+    );
+    assert_eq!((reply.part_offset, reply.parts), (0, 1));
+    assert_eq!(
+        bar(&mut server, 1).status,
+        PciError::BarPartUnavailable.code()
+    );
+    // Memory decoding off: the table does not answer, the read is refused.
+    assert_eq!(set_command(&mut server, 0x0000), 0);
+    assert_eq!(
+        msix_read(&mut server, OWNER, 0, 0),
+        Err(PciError::MemoryDecodingDisabled.code())
+    );
+}

@@ -9,20 +9,22 @@
 //! | `Release` | the function's owner | bus mastering off, quarantine, reset |
 //! | `ConfigRead`, `ConfigWrite` | the function's owner | through `pci_core::filter` |
 //! | `ProgramMsi` (MSI, or MSI-X when asked) | the function's owner | remappable-format MSI, or one MSI-X entry through the table this server maps, with the owner's IRTE handle |
-//! | `BarMemory` | the function's owner | a memory capability for one BAR |
+//! | `BarMemory` | the function's owner | a memory capability for one part of a BAR (never the MSI-X table or PBA pages) |
+//! | `MsixRead` | the function's owner | one DWORD of the MSI-X table or PBA, read-only |
 //! | `Quarantine`, `Assign`, `EnableVfs` | the management client (`ctl`, not there yet) | refused with `NotOwner` |
 
 use pci_api::{
-    decode_request, AccessWidthCode, BarReply, Bdf, ConfigReadReply, FunctionReply, OwnerId,
-    PciError, Request,
+    decode_request, AccessWidthCode, BarReply, Bdf, ConfigReadReply, FunctionReply, MsixStructure,
+    OwnerId, PciError, Request,
 };
 use pci_core::alias::dma_aliases;
 use pci_core::filter::{filtered_read, filtered_write};
 use pci_core::msi::{
     clear_msix_table, program_msi, program_msix_entry, IrteHandle, MsixEntryRegister,
 };
-use pci_core::msix::{pba_location, table_location};
+use pci_core::msix::{msix_pages, pba_location, table_location};
 use pci_core::ownership::{OwnerState, Ownership, Platform};
+use pci_core::registers::{header, Command};
 use pci_core::reset::reset_method;
 use pci_core::{AccessWidth, ConfigSpace, Delay, Inventory};
 use sluice_rt::abi::syscall::{MemoryRights, Selector};
@@ -169,7 +171,12 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
                 value,
             } => self.config_write(caller, bdf, offset, width_of(width), value),
             Request::ProgramMsi(msi) => self.program_msi(caller, msi),
-            Request::BarMemory { bdf, index } => self.bar_memory(caller, bdf, index),
+            Request::BarMemory { bdf, index, part } => self.bar_memory(caller, bdf, index, part),
+            Request::MsixRead {
+                bdf,
+                structure,
+                offset,
+            } => self.msix_read(caller, bdf, structure, offset),
             Request::Quarantine(_) | Request::Assign(_) | Request::EnableVfs(_) => {
                 sluice_rt::log!(
                     "pci-server: {caller}: management operation refused (only the management \
@@ -464,11 +471,19 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         Ok(())
     }
 
-    fn bar_memory(&mut self, caller: OwnerId, bdf: Bdf, index: u8) -> Result<Response, PciError> {
+    fn bar_memory(
+        &mut self,
+        caller: OwnerId,
+        bdf: Bdf,
+        index: u8,
+        part: u8,
+    ) -> Result<Response, PciError> {
         self.owned(caller, bdf)?;
         let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
         let bar = memory_bar(&function.bars.bars, index)?;
-        let carve = self.windows.plan(&bar)?;
+        let carve = self
+            .windows
+            .plan(&bar, &msix_pages(function, index), part)?;
         let selector = self.carver.carve(carve.window, carve.offset, carve.size)?;
         if !self.windows.record(bdf, selector) {
             self.carver.revoke(selector);
@@ -478,6 +493,60 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         let mut response = Response::ok(reply.as_bytes());
         response.capability = Some(selector);
         Ok(response)
+    }
+}
+
+impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Server<C, D, I, K, T> {
+    /// One DWORD of the MSI-X table or PBA of a function the caller owns, read through the
+    /// server's mapping (read-only: the table changes only through `ProgramMsi`).
+    fn msix_read(
+        &mut self,
+        caller: OwnerId,
+        bdf: Bdf,
+        structure: MsixStructure,
+        offset: u32,
+    ) -> Result<Response, PciError> {
+        self.owned(caller, bdf)?;
+        let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
+        function
+            .capabilities
+            .msix
+            .ok_or(PciError::NoMsixCapability)?;
+        let location = table_location(function).map_err(PciError::from)?;
+        let pba = pba_location(function).ok();
+        let inside = match structure {
+            MsixStructure::Table => u64::from(offset) < location.bytes,
+            MsixStructure::PendingBits => pba.is_some_and(|pba| u64::from(offset) < pba.bytes),
+        };
+        if !inside {
+            return Err(match (structure, pba) {
+                (MsixStructure::PendingBits, None) => PciError::MsixTableUnavailable,
+                _ => PciError::OffsetOutOfRange,
+            });
+        }
+        let command = Command::from_bits_retain(self.config.read16(bdf, header::COMMAND));
+        if !command.contains(Command::MEMORY_SPACE) {
+            return Err(PciError::MemoryDecodingDisabled);
+        }
+        self.tables
+            .map_table(&location, pba.as_ref(), &self.windows)?;
+        let value = match structure {
+            MsixStructure::Table => {
+                let entry = u16::try_from(offset / 16).map_err(|_| PciError::OffsetOutOfRange)?;
+                let register = match offset % 16 {
+                    0 => MsixEntryRegister::AddressLow,
+                    4 => MsixEntryRegister::AddressHigh,
+                    8 => MsixEntryRegister::Data,
+                    _ => MsixEntryRegister::VectorControl,
+                };
+                self.tables.read_entry(bdf, entry, register)
+            }
+            MsixStructure::PendingBits => self
+                .tables
+                .read_pba(bdf, offset / 4)
+                .ok_or(PciError::MsixTableUnavailable)?,
+        };
+        Ok(Response::ok(ConfigReadReply { value }.as_bytes()))
     }
 }
 
