@@ -190,6 +190,7 @@ impl TableSlots {
     }
 
     /// The mapped table of `bdf`, if any.
+    #[cfg(test)]
     pub fn mapped(&self, bdf: Bdf) -> Option<MsixTableLocation> {
         self.tables
             .iter()

@@ -274,7 +274,8 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         };
         match clear_msix_table(&mut self.config, &mut self.tables, function) {
             Ok(entries) => sluice_rt::log!(
-                "pci-server: {bdf} MSI-X table cleared: {entries} entries masked, addresses and                  data zeroed, MSI-X off (table at {} in BAR{})",
+                "pci-server: {bdf} MSI-X table cleared: {entries} entries masked, addresses and \
+                 data zeroed, MSI-X off (table at {} in BAR{})",
                 location.address,
                 location.bar_index
             ),
