@@ -1,7 +1,8 @@
 //! Host tests of MSI-X through the server's request path: a q35 fake whose nvme (MSI-X, 65
 //! entries in BAR0 at 0x2000) the system description gives to owner 33, a fake table behind
 //! the real slot bookkeeping, and the refusals (not the owner, entry out of range, table
-//! outside the windows, memory decoding off) that must write nothing.
+//! outside the windows, memory decoding off) that must write nothing. The fixtures are shared
+//! with [`crate::msix_lifecycle_tests`].
 
 use iommu_api::IrteStatusReply;
 use pci_api::{ClaimRequest, ConfigWriteRequest, MsiProgramRequest, Operation, OwnerId, PciError};
@@ -22,11 +23,11 @@ use crate::iommu::DomainBinding;
 use crate::msix::{TableAccess, TableSlots, MSIX_VIRTUAL, PBA_SLOT_OFFSET, SLOT_BYTES};
 use crate::service::{Carver, Server};
 
-const OWNER: OwnerId = OwnerId(33);
-const OTHER: OwnerId = OwnerId(34);
+pub(crate) const OWNER: OwnerId = OwnerId(33);
+pub(crate) const OTHER: OwnerId = OwnerId(34);
 
 /// The recording IOMMU plus the IRTEs the iommu-server would report: (index, what it says).
-struct TestIommu(RecordingIommu, Vec<(u16, IrteStatusReply)>);
+pub(crate) struct TestIommu(pub RecordingIommu, pub Vec<(u16, IrteStatusReply)>);
 
 impl IommuBinding for TestIommu {
     fn attach_quarantine(&mut self, device: &DmaIdentity) -> Result<(), IommuRefusal> {
@@ -49,7 +50,7 @@ impl DomainBinding for TestIommu {
 }
 
 /// Records IRTE `index` as programmed by `owner` for `source` (requester-id verification).
-fn grant(server: &mut TestServer, index: u16, owner: OwnerId, source: pci_api::Bdf) {
+pub(crate) fn grant(server: &mut TestServer, index: u16, owner: OwnerId, source: pci_api::Bdf) {
     server.iommu.1.retain(|(known, _)| *known != index);
     server.iommu.1.push((
         index,
@@ -65,7 +66,7 @@ fn grant(server: &mut TestServer, index: u16, owner: OwnerId, source: pci_api::B
     ));
 }
 
-struct TestCarver;
+pub(crate) struct TestCarver;
 
 impl Carver for TestCarver {
     fn carve(&mut self, _: Selector, _: u64, _: u64) -> Result<Selector, PciError> {
@@ -76,13 +77,13 @@ impl Carver for TestCarver {
 
 /// The real slot bookkeeping over an in-memory table.
 #[derive(Default)]
-struct FakeTables {
-    slots: TableSlots,
-    table: FakeMsixTable,
-    mapped: Vec<MsixTableLocation>,
-    unmapped: Vec<pci_api::Bdf>,
+pub(crate) struct FakeTables {
+    pub slots: TableSlots,
+    pub table: FakeMsixTable,
+    pub mapped: Vec<MsixTableLocation>,
+    pub unmapped: Vec<pci_api::Bdf>,
     /// Pending bits the device shows: (function, PBA dword, bits).
-    pending: Vec<(pci_api::Bdf, u32, u32)>,
+    pub pending: Vec<(pci_api::Bdf, u32, u32)>,
 }
 
 impl MsixTable for FakeTables {
@@ -135,10 +136,11 @@ impl TableAccess for FakeTables {
     }
 }
 
-type TestServer = Server<FakeConfigSpace, RecordingDelay, TestIommu, TestCarver, FakeTables>;
+pub(crate) type TestServer =
+    Server<FakeConfigSpace, RecordingDelay, TestIommu, TestCarver, FakeTables>;
 
 /// A server whose description gives nvme and edu to `OWNER`; device window at `window_base`.
-fn server(window_base: u64) -> Box<TestServer> {
+pub(crate) fn server(window_base: u64) -> Box<TestServer> {
     let mut config = q35_topology();
     let inventory = Inventory::enumerate(&mut config, &q35_ecam(), EnumerationOptions::default());
     let ownership = Ownership::new(&mut config, &inventory);
@@ -169,11 +171,16 @@ fn server(window_base: u64) -> Box<TestServer> {
     })
 }
 
-fn call(server: &mut TestServer, caller: OwnerId, operation: Operation, bytes: &[u8]) -> u32 {
+pub(crate) fn call(
+    server: &mut TestServer,
+    caller: OwnerId,
+    operation: Operation,
+    bytes: &[u8],
+) -> u32 {
     server.handle(caller, operation as u16, bytes).status
 }
 
-fn claim(server: &mut TestServer, bdf: pci_api::Bdf) {
+pub(crate) fn claim(server: &mut TestServer, bdf: pci_api::Bdf) {
     let request = ClaimRequest {
         bdf,
         reserved: 0,
@@ -185,7 +192,7 @@ fn claim(server: &mut TestServer, bdf: pci_api::Bdf) {
     server.tables.mapped.clear();
 }
 
-fn set_command(server: &mut TestServer, value: u16) -> u32 {
+pub(crate) fn set_command(server: &mut TestServer, value: u16) -> u32 {
     let request = ConfigWriteRequest {
         bdf: q35::NVME,
         offset: header::COMMAND,
@@ -196,7 +203,7 @@ fn set_command(server: &mut TestServer, value: u16) -> u32 {
     call(server, OWNER, Operation::ConfigWrite, request.as_bytes())
 }
 
-fn msix_request(bdf: pci_api::Bdf, entry: u16, handle: u16) -> MsiProgramRequest {
+pub(crate) fn msix_request(bdf: pci_api::Bdf, entry: u16, handle: u16) -> MsiProgramRequest {
     MsiProgramRequest {
         bdf,
         vector: entry,
@@ -208,7 +215,7 @@ fn msix_request(bdf: pci_api::Bdf, entry: u16, handle: u16) -> MsiProgramRequest
     }
 }
 
-fn program(server: &mut TestServer, caller: OwnerId, request: MsiProgramRequest) -> u32 {
+pub(crate) fn program(server: &mut TestServer, caller: OwnerId, request: MsiProgramRequest) -> u32 {
     call(server, caller, Operation::ProgramMsi, request.as_bytes())
 }
 
@@ -344,70 +351,6 @@ fn refusals_change_nothing() {
 }
 
 #[test]
-fn forged_irte_handles_are_refused_and_write_nothing() {
-    let mut server = server(0xfe00_0000);
-    claim(&mut server, q35::NVME);
-    claim(&mut server, q35::EDU);
-    assert_eq!(set_command(&mut server, 0x0006), 0);
-    grant(&mut server, 4, OWNER, q35::NVME);
-    grant(&mut server, 5, OTHER, q35::NVME);
-    grant(&mut server, 6, OWNER, q35::EDU);
-    server.iommu.1.push((
-        7,
-        IrteStatusReply {
-            present: 0,
-            ..server.iommu.1[0].1
-        },
-    ));
-    server.config.clear_log();
-    let mut with_subhandle = msix_request(q35::NVME, 0, 0xfff0);
-    with_subhandle.flags = 1;
-    with_subhandle.subhandle = 0x20;
-    let mut subhandle_elsewhere = msix_request(q35::NVME, 0, 4);
-    subhandle_elsewhere.flags = 1;
-    subhandle_elsewhere.subhandle = 1;
-    let forged = [
-        ("allocated by nobody", msix_request(q35::NVME, 0, 200)),
-        ("another owner's", msix_request(q35::NVME, 0, 5)),
-        (
-            "the caller's, for another device",
-            msix_request(q35::NVME, 0, 6),
-        ),
-        ("allocated, not programmed", msix_request(q35::NVME, 0, 7)),
-        ("index beyond 16 bits", with_subhandle),
-        ("handle + subhandle is another owner's", subhandle_elsewhere),
-    ];
-    for (what, request) in forged {
-        assert_eq!(
-            program(&mut server, OWNER, request),
-            PciError::IrteNotOwned.code(),
-            "{what}"
-        );
-    }
-    assert!(server.config.writes().is_empty());
-    assert!(server.tables.table.writes.is_empty());
-    assert!(server.tables.mapped.is_empty(), "nothing newly mapped");
-    // The caller's own entry for this device passes.
-    assert_eq!(
-        program(&mut server, OWNER, msix_request(q35::NVME, 0, 4)),
-        0
-    );
-    // MSI too: the edu's message may only name the edu's IRTE.
-    let msi = |handle| MsiProgramRequest {
-        kind: 0,
-        ..msix_request(q35::EDU, 0, handle)
-    };
-    server.config.clear_log();
-    assert_eq!(
-        program(&mut server, OWNER, msi(4)),
-        PciError::IrteNotOwned.code()
-    );
-    assert!(server.config.writes().is_empty());
-    assert_eq!(program(&mut server, OWNER, msi(6)), 0);
-    assert!(!server.config.writes().is_empty());
-}
-
-#[test]
 fn a_table_outside_the_device_windows_is_unavailable() {
     let mut server = server(0x8000_0000);
     claim(&mut server, q35::NVME);
@@ -521,185 +464,5 @@ fn slots_are_page_granular_carry_the_pba_and_are_reused_after_a_release() {
     assert_eq!(
         slots.place(&first, Some(&far_pba), &windows),
         Err(PciError::MsixTableUnavailable)
-    );
-}
-
-fn release(server: &mut TestServer, bdf: pci_api::Bdf) -> u32 {
-    let request = pci_api::ReleaseRequest {
-        bdf,
-        reserved: 0,
-        owner: OWNER,
-    };
-    call(server, OWNER, Operation::Release, request.as_bytes())
-}
-
-/// Every entry of the nvme's table: masked, address and data zero.
-fn assert_clean(server: &TestServer) {
-    for entry in 0..65 {
-        let read = |register| server.tables.table.read_entry(q35::NVME, entry, register);
-        assert_eq!(read(MsixEntryRegister::VectorControl), 1, "entry {entry}");
-        assert_eq!(read(MsixEntryRegister::AddressLow), 0, "entry {entry}");
-        assert_eq!(read(MsixEntryRegister::AddressHigh), 0, "entry {entry}");
-        assert_eq!(read(MsixEntryRegister::Data), 0, "entry {entry}");
-    }
-}
-
-#[test]
-fn a_release_clears_and_unmaps_the_table_and_the_next_claim_starts_clean() {
-    let mut server = server(0xfe00_0000);
-    claim(&mut server, q35::NVME);
-    grant(&mut server, 9, OWNER, q35::NVME);
-    assert_eq!(set_command(&mut server, 0x0006), 0);
-    assert_eq!(
-        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
-        0
-    );
-    assert_eq!(
-        server
-            .tables
-            .read_entry(q35::NVME, 7, MsixEntryRegister::VectorControl),
-        0
-    );
-    // The owner turns memory decoding off before it lets go: the table is cleared anyway.
-    assert_eq!(set_command(&mut server, 0x0000), 0);
-    assert_eq!(release(&mut server, q35::NVME), 0);
-    assert_clean(&server);
-    assert_eq!(server.tables.unmapped, vec![q35::NVME]);
-    assert_eq!(server.tables.slots.mapped(q35::NVME), None);
-    let capability = server
-        .inventory
-        .get(q35::NVME)
-        .unwrap()
-        .capabilities
-        .msix
-        .unwrap();
-    let control = server
-        .config
-        .read16(q35::NVME, capability.offset + msix::CONTROL);
-    assert_eq!(control & msix::ENABLE, 0, "MSI-X off");
-    // Released: the owner can no longer program or read anything of it.
-    assert_eq!(
-        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
-        PciError::NotOwner.code()
-    );
-    // Something (a reset method that keeps the table, firmware) leaves an unmasked entry with an
-    // old handle behind; the next claim clears it before the owner gets the device.
-    server
-        .tables
-        .table
-        .write_entry(q35::NVME, 3, MsixEntryRegister::AddressLow, 0xfee0_0130);
-    server
-        .tables
-        .table
-        .write_entry(q35::NVME, 3, MsixEntryRegister::VectorControl, 0);
-    let request = ClaimRequest {
-        bdf: q35::NVME,
-        reserved: 0,
-        domain: 4,
-    };
-    assert_eq!(
-        call(&mut server, OWNER, Operation::Claim, request.as_bytes()),
-        0
-    );
-    assert_clean(&server);
-    assert!(
-        server.tables.slots.mapped(q35::NVME).is_some(),
-        "mapped again"
-    );
-    // A second release, then a claim the IOMMU refuses: nothing stays mapped.
-    assert_eq!(release(&mut server, q35::NVME), 0);
-    server.iommu.0.refuse = Some(5);
-    assert_ne!(
-        call(&mut server, OWNER, Operation::Claim, request.as_bytes()),
-        0
-    );
-    assert_eq!(server.tables.slots.mapped(q35::NVME), None);
-}
-
-fn msix_read(
-    server: &mut TestServer,
-    caller: OwnerId,
-    structure: u8,
-    offset: u32,
-) -> Result<u32, u32> {
-    let request = pci_api::MsixReadRequest {
-        bdf: q35::NVME,
-        structure,
-        reserved: 0,
-        offset,
-    };
-    let response = server.handle(caller, Operation::MsixRead as u16, request.as_bytes());
-    match response.status {
-        0 => Ok(u32::from_le_bytes(response.body[..4].try_into().unwrap())),
-        code => Err(code),
-    }
-}
-
-#[test]
-fn the_owner_reads_table_and_pending_bits_but_gets_no_page_of_them() {
-    let mut server = server(0xfe00_0000);
-    claim(&mut server, q35::NVME);
-    grant(&mut server, 9, OWNER, q35::NVME);
-    assert_eq!(set_command(&mut server, 0x0006), 0);
-    assert_eq!(
-        program(&mut server, OWNER, msix_request(q35::NVME, 7, 9)),
-        0
-    );
-    // Entry 7: address (remappable, handle 9) and vector control (unmasked).
-    assert_eq!(
-        msix_read(&mut server, OWNER, 0, 7 * 16),
-        Ok(0xfee0_0000 | (9 << 5) | (1 << 4))
-    );
-    assert_eq!(msix_read(&mut server, OWNER, 0, 7 * 16 + 12), Ok(0));
-    assert_eq!(msix_read(&mut server, OWNER, 0, 6 * 16 + 12), Ok(1));
-    // Pending bits of entries 32..63 in DWORD 1; 65 entries = 2 QWORDs = 16 bytes.
-    server.tables.pending.push((q35::NVME, 1, 0x8000_0001));
-    assert_eq!(msix_read(&mut server, OWNER, 1, 4), Ok(0x8000_0001));
-    assert_eq!(msix_read(&mut server, OWNER, 1, 0), Ok(0));
-    let out = PciError::OffsetOutOfRange.code();
-    assert_eq!(msix_read(&mut server, OWNER, 1, 16), Err(out));
-    assert_eq!(msix_read(&mut server, OWNER, 0, 65 * 16), Err(out));
-    assert_eq!(msix_read(&mut server, OWNER, 0, u32::MAX - 3), Err(out));
-    assert_eq!(
-        msix_read(&mut server, OTHER, 1, 4),
-        Err(PciError::NotOwner.code())
-    );
-    assert_eq!(
-        msix_read(&mut server, OWNER, 1, 2),
-        Err(PciError::MisalignedAccess.code())
-    );
-    // Reads write nothing.
-    server.tables.table.writes.clear();
-    server.config.clear_log();
-    let _ = msix_read(&mut server, OWNER, 0, 0);
-    assert!(server.tables.table.writes.is_empty());
-    assert!(server.config.writes().is_empty());
-    // BAR0 (16 KiB, table at 0x2000, PBA at 0x3000): only its first two pages are handed out.
-    let bar = |server: &mut TestServer, part| {
-        let request = pci_api::BarRequest {
-            bdf: q35::NVME,
-            index: 0,
-            part,
-        };
-        server.handle(OWNER, Operation::BarMemory as u16, request.as_bytes())
-    };
-    let response = bar(&mut server, 0);
-    assert_eq!(response.status, 0);
-    let reply =
-        <pci_api::BarReply as zerocopy::FromBytes>::read_from_bytes(&response.body).unwrap();
-    assert_eq!(
-        (reply.address, reply.size, reply.capability_size),
-        (0xfe60_0000, 0x4000, 0x2000)
-    );
-    assert_eq!((reply.part_offset, reply.parts), (0, 1));
-    assert_eq!(
-        bar(&mut server, 1).status,
-        PciError::BarPartUnavailable.code()
-    );
-    // Memory decoding off: the table does not answer, the read is refused.
-    assert_eq!(set_command(&mut server, 0x0000), 0);
-    assert_eq!(
-        msix_read(&mut server, OWNER, 0, 0),
-        Err(PciError::MemoryDecodingDisabled.code())
     );
 }
