@@ -100,7 +100,11 @@ fn read_entry(driver: &mut Driver, entry: u16) -> Option<Entry> {
 
 /// Asks for part 0 of the table's BAR and checks it covers neither the table nor the PBA;
 /// returns (parts, part offset, part size). The capability is dropped again.
-fn table_bar_part(driver: &mut Driver, table: &TableInfo) -> Result<(u32, u64, u64), &'static str> {
+fn table_bar_part(
+    driver: &mut Driver,
+    table: &TableInfo,
+    pba_register: u32,
+) -> Result<(u32, u64, u64), &'static str> {
     let request = BarRequest {
         bdf: driver.device,
         index: table.bir,
@@ -123,7 +127,9 @@ fn table_bar_part(driver: &mut Driver, table: &TableInfo) -> Result<(u32, u64, u
         let _ = sys::delete(inbox);
     }
     let bar: BarReply = reply(body.as_slice()).map_err(|_| "bad BAR reply")?;
-    let part_end = bar.part_offset + bar.capability_size - bar.offset_in_capability;
+    let part_end = bar
+        .part_offset
+        .saturating_add(bar.capability_size.saturating_sub(bar.offset_in_capability));
     let table_start = u64::from(table.offset);
     let table_end = table_start + u64::from(table.entries) * 16;
     if bar.part_offset < table_end && table_start < part_end {
@@ -135,7 +141,24 @@ fn table_bar_part(driver: &mut Driver, table: &TableInfo) -> Result<(u32, u64, u
         );
         return Err("the owner was handed the MSI-X table's page");
     }
-    Ok((bar.parts, bar.part_offset, part_end - bar.part_offset))
+    // PBA Offset/BIR (PCIe 6.0 section 7.7.2.3): one bit per entry, whole QWORDs.
+    let pba_start = u64::from(pba_register & !0x7);
+    let pba_end = pba_start + u64::from(table.entries).div_ceil(64) * 8;
+    let same_bar = (pba_register & 0x7) as u8 == table.bir;
+    if same_bar && bar.part_offset < pba_end && pba_start < part_end {
+        sluice_rt::log!(
+            "dma-test: BAR{} part 0 covers {:#x}..{part_end:#x}, the PBA lies at \
+             {pba_start:#x}..{pba_end:#x}",
+            table.bir,
+            bar.part_offset
+        );
+        return Err("the owner was handed the PBA's page");
+    }
+    Ok((
+        bar.parts,
+        bar.part_offset,
+        part_end.saturating_sub(bar.part_offset),
+    ))
 }
 
 /// Check 1: see the module documentation.
@@ -162,7 +185,9 @@ pub fn check_msix_programmed(driver: &mut Driver) -> Result<(), &'static str> {
         );
         return Err("the MSI-X table is too small");
     }
-    let (parts, part_offset, part_size) = table_bar_part(driver, &table)?;
+    let pba_register = config_read(&mut driver.servers, device, capability + 8, 4)
+        .map_err(|_| "MSI-X PBA Offset/BIR unreadable")?;
+    let (parts, part_offset, part_size) = table_bar_part(driver, &table, pba_register)?;
     let (handle, message) = irte_for_line(driver)?;
     let address = u64::from(message.address_high) << 32 | u64::from(message.address_low);
     program_msix(driver, MSIX_ENTRY, handle).map_err(|failure| {
