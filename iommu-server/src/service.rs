@@ -10,12 +10,12 @@
 use iommu_api::request::{DeviceArguments, MapArguments};
 use iommu_api::{
     Bdf, CreateDomainReply, DelegateMemoryReply, DelegatedMemory, HostPhys, IommuError, IrteReply,
-    MsiMessageReply, ReplyHeader, Request, Rights,
+    IrteStatusReply, MsiMessageReply, ReplyHeader, Request, Rights,
 };
 use iommu_core::clock::Clock;
 use iommu_core::domain::{overlaps_msi_window, ClientId, DomainManager, QUARANTINE};
 use iommu_core::fault::{read_and_clear_faults, FaultRecord};
-use iommu_core::interrupt_remapping::{remappable_msi, IrteTable};
+use iommu_core::interrupt_remapping::{remappable_msi, Irte, IrteTable};
 use iommu_core::memory::{FrameAllocator, PhysMemory};
 use iommu_core::registers::VtdRegisters;
 use iommu_core::unit::VtdUnit;
@@ -236,6 +236,18 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 Ok(Reply::ok(&[]))
             }
             Request::SubscribeFaults { device } => self.subscribe(kernel, client, device),
+            Request::QueryIrte { handle } => {
+                if caller != Caller::DeviceManager {
+                    return Err(IommuError::NotOwner);
+                }
+                let Remapping::Enabled(table) = &self.remapping else {
+                    return Err(IommuError::InterruptRemappingUnavailable);
+                };
+                let entry = table
+                    .read(&self.memory, handle)
+                    .ok_or(IommuError::UnknownIrte)?;
+                Ok(Reply::ok(irte_status(&self.policy, &entry).as_bytes()))
+            }
             Request::TakeFault => {
                 let report = self.faults.take(client)?;
                 Ok(Reply::ok(report.as_bytes()))
@@ -396,5 +408,35 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
             sluice_rt::log!("iommu: fault records overflowed: some faults were lost");
         }
         sweep.records
+    }
+}
+
+/// What the pci-server learns about an IRTE (`QueryIrte`), decoded from the entry itself (VT-d
+/// spec 9.10: P bit 0, V bits 23:16; SID bits 79:64, SQ 81:80, SVT 83:82). The owner is the
+/// client whose line the vector is: `ProgramIrte` lets only the client that allocated an entry
+/// write it (`IrteTable::program`), and only with its own line's vector
+/// (`Policy::check_irte`), so a present entry delivers to the line of the client that
+/// allocated it.
+fn irte_status(policy: &crate::policy::Policy, entry: &Irte) -> IrteStatusReply {
+    let [low, high] = entry.0;
+    let present = low & 1 != 0;
+    let vector = ((low >> 16) & 0xff) as u8;
+    let owner = if present {
+        (0..crate::policy::MAX_OWNERS)
+            .filter_map(|guest| policy.first_owner.checked_add(guest))
+            .find(|portal| policy.owner_vector(*portal) == Some(vector))
+            .and_then(|portal| u32::try_from(portal).ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    IrteStatusReply {
+        owner,
+        present: u8::from(present),
+        source_validation: ((high >> 18) & 0x3) as u8,
+        source_qualifier: ((high >> 16) & 0x3) as u8,
+        vector,
+        source_id: Bdf((high & 0xffff) as u16),
+        reserved: 0,
     }
 }

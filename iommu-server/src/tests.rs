@@ -4,8 +4,8 @@
 
 use iommu_api::{
     Bdf, CreateDomainReply, DelegateMemoryReply, DelegateMemoryRequest, DeviceRequest, FaultReport,
-    IoVirt, IommuError, IrteReply, MapRequest, MsiMessageReply, Operation, ProgramIrteRequest,
-    ReplyHeader, Rights, SubscribeFaultsRequest, TakeFaultRequest, MAX_ALIASES,
+    IoVirt, IommuError, IrteReply, IrteStatusReply, MapRequest, MsiMessageReply, Operation,
+    ProgramIrteRequest, ReplyHeader, Rights, SubscribeFaultsRequest, TakeFaultRequest, MAX_ALIASES,
 };
 use iommu_core::domain::DeviceScope;
 use iommu_core::fake::{
@@ -370,6 +370,111 @@ fn irtes_target_only_the_owners_line_and_device() {
     assert!(fake
         .interrupt(Bdf(0x0700), message.address_low, message.data)
         .is_err());
+}
+
+/// Asks (as `caller`) what IRTE `handle` says.
+fn query(
+    server: &mut Server,
+    kernel: &mut FakeCapabilities,
+    caller: u64,
+    handle: u16,
+) -> Result<IrteStatusReply, IommuError> {
+    let request = iommu_api::IrteRequest {
+        handle,
+        reserved: 0,
+    };
+    call(
+        server,
+        kernel,
+        caller,
+        Operation::QueryIrte,
+        request.as_bytes(),
+    )
+    .map(|body| IrteStatusReply::read_from_bytes(&body).unwrap())
+}
+
+#[test]
+fn the_pci_server_alone_learns_whose_line_an_irte_serves_and_nothing_changes() {
+    let mut server = server(FakeVtdConfig::qemu(), false);
+    let mut kernel = FakeCapabilities::default();
+    owner_with_device(&mut server, &mut kernel);
+    let body = call(
+        &mut server,
+        &mut kernel,
+        OWNER,
+        Operation::AllocateIrte,
+        &[0; 4],
+    )
+    .unwrap();
+    let handle = IrteReply::read_from_bytes(&body).unwrap().handle;
+    // Allocated, not programmed: not present, nobody's.
+    let status = query(&mut server, &mut kernel, PCI, handle).unwrap();
+    assert_eq!((status.present, status.owner), (0, 0));
+    let mut request = irte(0x30 + 25, DEVICE);
+    request.handle = handle;
+    call(
+        &mut server,
+        &mut kernel,
+        OWNER,
+        Operation::ProgramIrte,
+        request.as_bytes(),
+    )
+    .unwrap();
+    let table = match &server.remapping {
+        Remapping::Enabled(table) => table,
+        Remapping::Unavailable => panic!("remapping is on"),
+    };
+    let before = table.read(&server.memory, handle);
+    let status = query(&mut server, &mut kernel, PCI, handle).unwrap();
+    assert_eq!(
+        status,
+        IrteStatusReply {
+            owner: OWNER as u32,
+            present: 1,
+            source_validation: 1,
+            source_qualifier: 0,
+            vector: 0x30 + 25,
+            source_id: DEVICE,
+            reserved: 0,
+        }
+    );
+    let table = match &server.remapping {
+        Remapping::Enabled(table) => table,
+        Remapping::Unavailable => panic!("remapping is on"),
+    };
+    assert_eq!(
+        table.read(&server.memory, handle),
+        before,
+        "a query writes nothing"
+    );
+    // Owners may not ask (not even about their own entries); handles beyond the table are unknown.
+    assert_eq!(
+        query(&mut server, &mut kernel, OWNER, handle),
+        Err(IommuError::NotOwner)
+    );
+    assert_eq!(
+        query(&mut server, &mut kernel, OTHER_OWNER, handle),
+        Err(IommuError::NotOwner)
+    );
+    assert_eq!(
+        query(&mut server, &mut kernel, PCI, 256),
+        Err(IommuError::UnknownIrte)
+    );
+    // A freed entry is no one's again.
+    let free = iommu_api::IrteRequest {
+        handle,
+        reserved: 0,
+    };
+    call(
+        &mut server,
+        &mut kernel,
+        OWNER,
+        Operation::FreeIrte,
+        free.as_bytes(),
+    )
+    .unwrap();
+    let status = query(&mut server, &mut kernel, PCI, handle).unwrap();
+    assert_eq!((status.present, status.owner), (0, 0));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! `pci_core`'s [`IommuBinding`] for the ownership state machine.
 
 use iommu_api::{
-    DeviceRequest, IommuError, Operation, ReplyHeader, MAX_ALIASES as IOMMU_MAX_ALIASES,
+    DeviceRequest, IommuError, IrteRequest, IrteStatusReply, Operation, ReplyHeader,
+    MAX_ALIASES as IOMMU_MAX_ALIASES,
 };
 use pci_api::{Bdf, OwnerId};
 use pci_core::ownership::{DmaIdentity, IommuBinding, IommuRefusal};
@@ -62,15 +63,44 @@ pub fn reply_status(bytes: &[u8]) -> u32 {
         .unwrap_or(IommuError::MalformedMessage.code())
 }
 
-/// An [`IommuBinding`] that can be told which domain an owner's claim attaches to.
+/// An [`IommuBinding`] that can be told which domain an owner's claim attaches to, and asked
+/// what an IRTE says.
 pub trait DomainBinding: IommuBinding {
     /// `attach_owner(owner, ..)` attaches to `domain` until told otherwise.
     fn set_owner_domain(&mut self, owner: OwnerId, domain: u32);
+    /// What IRTE `handle` says (`iommu-api` `QueryIrte`, read-only); the refusal carries the
+    /// iommu-server's error code (or [`CALL_FAILED`]).
+    fn irte_status(&mut self, handle: u16) -> Result<IrteStatusReply, IommuRefusal>;
 }
 
 impl DomainBinding for IommuClient {
     fn set_owner_domain(&mut self, owner: OwnerId, domain: u32) {
         self.owner_domain = Some((owner, domain));
+    }
+
+    fn irte_status(&mut self, handle: u16) -> Result<IrteStatusReply, IommuRefusal> {
+        let request = IrteRequest {
+            handle,
+            reserved: 0,
+        };
+        let (reply, _) = wire::call(
+            &mut self.buffer,
+            self.portal,
+            Operation::QueryIrte as u16,
+            request.as_bytes(),
+            None,
+        )
+        .map_err(|_| IommuRefusal(CALL_FAILED))?;
+        match reply_status(reply.as_slice()) {
+            0 => {}
+            code => return Err(IommuRefusal(code)),
+        }
+        let body = reply
+            .as_slice()
+            .get(core::mem::size_of::<ReplyHeader>()..)
+            .unwrap_or(&[]);
+        IrteStatusReply::read_from_bytes(body)
+            .map_err(|_| IommuRefusal(IommuError::MalformedMessage.code()))
     }
 }
 

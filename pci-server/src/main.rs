@@ -38,10 +38,14 @@ mod delay;
 mod description;
 mod ecam;
 mod iommu;
+mod irte_check;
 mod msix;
+#[cfg(test)]
+mod msix_lifecycle_tests;
 #[cfg(test)]
 mod msix_tests;
 mod service;
+mod service_msi;
 
 #[cfg(target_os = "none")]
 mod server_main;

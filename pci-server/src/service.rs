@@ -9,7 +9,8 @@
 //! | `Release` | the function's owner | bus mastering off, quarantine, reset |
 //! | `ConfigRead`, `ConfigWrite` | the function's owner | through `pci_core::filter` |
 //! | `ProgramMsi` (MSI, or MSI-X when asked) | the function's owner | remappable-format MSI, or one MSI-X entry through the table this server maps, with the owner's IRTE handle |
-//! | `BarMemory` | the function's owner | a memory capability for one BAR |
+//! | `BarMemory` | the function's owner | a memory capability for one part of a BAR (never the MSI-X table or PBA pages) |
+//! | `MsixRead` | the function's owner | one DWORD of the MSI-X table or PBA, read-only |
 //! | `Quarantine`, `Assign`, `EnableVfs` | the management client (`ctl`, not there yet) | refused with `NotOwner` |
 
 use pci_api::{
@@ -17,8 +18,7 @@ use pci_api::{
     PciError, Request,
 };
 use pci_core::filter::{filtered_read, filtered_write};
-use pci_core::msi::{program_msi, program_msix_entry, IrteHandle, MsixEntryRegister};
-use pci_core::msix::table_location;
+use pci_core::msix::msix_pages;
 use pci_core::ownership::{OwnerState, Ownership, Platform};
 use pci_core::reset::reset_method;
 use pci_core::{AccessWidth, ConfigSpace, Delay, Inventory};
@@ -45,7 +45,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn error(error: PciError) -> Self {
+    pub(crate) fn error(error: PciError) -> Self {
         Response {
             status: error.code(),
             body: heapless::Vec::new(),
@@ -53,7 +53,7 @@ impl Response {
         }
     }
 
-    fn ok(body: &[u8]) -> Self {
+    pub(crate) fn ok(body: &[u8]) -> Self {
         Response {
             status: 0,
             body: heapless::Vec::from_slice(body).unwrap_or_default(),
@@ -126,7 +126,7 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         })
     }
 
-    fn owned(&self, caller: OwnerId, bdf: Bdf) -> Result<(), PciError> {
+    pub(crate) fn owned(&self, caller: OwnerId, bdf: Bdf) -> Result<(), PciError> {
         self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
         self.ownership
             .check_owner(bdf, caller)
@@ -165,7 +165,12 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
                 value,
             } => self.config_write(caller, bdf, offset, width_of(width), value),
             Request::ProgramMsi(msi) => self.program_msi(caller, msi),
-            Request::BarMemory { bdf, index } => self.bar_memory(caller, bdf, index),
+            Request::BarMemory { bdf, index, part } => self.bar_memory(caller, bdf, index, part),
+            Request::MsixRead {
+                bdf,
+                structure,
+                offset,
+            } => self.msix_read(caller, bdf, structure, offset),
             Request::Quarantine(_) | Request::Assign(_) | Request::EnableVfs(_) => {
                 sluice_rt::log!(
                     "pci-server: {caller}: management operation refused (only the management \
@@ -208,19 +213,30 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             sluice_rt::log!("pci-server: claim of {bdf} by {caller} failed: {error}");
             PciError::from(error)
         };
-        if self.ownership.state(bdf) == Some(OwnerState::Unassigned) {
+        let result = (|| {
+            if self.ownership.state(bdf) == Some(OwnerState::Unassigned) {
+                self.ownership
+                    .quarantine(&mut platform, &self.inventory, bdf)
+                    .map_err(refused)?;
+            }
             self.ownership
-                .quarantine(&mut platform, &self.inventory, bdf)
-                .map_err(refused)?;
-        }
-        let report = self
-            .ownership
-            .assign(&mut platform, &self.inventory, bdf, caller)
-            .map_err(refused)?;
+                .assign(&mut platform, &self.inventory, bdf, caller)
+                .map_err(refused)
+        })();
+        let report = match result {
+            Ok(report) => report,
+            Err(error) => {
+                // Nothing of the function stays mapped here for an owner it never got.
+                self.tables.unmap_table(bdf);
+                return Err(error);
+            }
+        };
         sluice_rt::log!(
             "pci-server: {bdf} assigned to {caller}: reset by {}, attached to its DMA domain {domain}",
             report.method
         );
+        // Whatever the reset method left in the table, the new owner starts from a clean one.
+        self.clear_msix(bdf);
         Ok(())
     }
 
@@ -234,6 +250,8 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             return Err(PciError::NotOwner);
         }
         self.owned(caller, bdf)?;
+        // No entry keeps the owner's IRTE handles, whatever the reset method does to the table.
+        self.clear_msix(bdf);
         let mut platform = Platform {
             config: &mut self.config,
             delay: &mut self.delay,
@@ -242,10 +260,12 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         let result = self
             .ownership
             .release(&mut platform, &self.inventory, bdf, caller);
-        // Whatever the reset did, the owner loses the BARs it was given.
+        // Whatever the reset did, the owner loses the BARs it was given, and the server its
+        // mapping of the table (the next owner's claim maps it again).
         for selector in self.windows.take(bdf) {
             self.carver.revoke(selector);
         }
+        self.tables.unmap_table(bdf);
         result.map_err(PciError::from)?;
         sluice_rt::log!("pci-server: {bdf} released by {caller}, back in quarantine");
         Ok(Response::ok(&[]))
@@ -266,98 +286,19 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         Ok(Response::ok(&[]))
     }
 
-    fn program_msi(
+    fn bar_memory(
         &mut self,
         caller: OwnerId,
-        request: pci_api::MsiProgramRequest,
+        bdf: Bdf,
+        index: u8,
+        part: u8,
     ) -> Result<Response, PciError> {
-        self.owned(caller, request.bdf)?;
-        let function = self
-            .inventory
-            .get(request.bdf)
-            .ok_or(PciError::NoSuchFunction)?;
-        if request.kind == 1 {
-            return self.program_msix(request);
-        }
-        let message = program_msi(
-            &mut self.config,
-            function,
-            IrteHandle(request.irte_handle),
-            request.vector_count,
-        )?;
-        sluice_rt::log!(
-            "pci-server: {} MSI programmed in remappable format: address {:#x} data {:#x} (IRTE {})",
-            request.bdf,
-            message.address,
-            message.data,
-            request.irte_handle
-        );
-        Ok(Response::ok(&[]))
-    }
-
-    /// One MSI-X entry: the caller owns the function (checked by `program_msi`); the entry is
-    /// in the table; the table is in a memory BAR inside a device window; memory decoding is on.
-    /// Only then is anything written (see `pci_core::msi::program_msix_entry`).
-    fn program_msix(&mut self, request: pci_api::MsiProgramRequest) -> Result<Response, PciError> {
-        let bdf = request.bdf;
-        let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
-        let capability = function
-            .capabilities
-            .msix
-            .ok_or(PciError::NoMsixCapability)?;
-        if request.vector >= capability.table_size {
-            return Err(PciError::VectorOutOfRange);
-        }
-        let location = table_location(function).map_err(|error| {
-            sluice_rt::log!("pci-server: MSI-X refused: {error}");
-            PciError::from(error)
-        })?;
-        self.tables.map_table(&location, &self.windows)?;
-        let subhandle = (request.flags & 1 != 0).then_some(request.subhandle);
-        let message = program_msix_entry(
-            &mut self.config,
-            &mut self.tables,
-            function,
-            request.vector,
-            IrteHandle(request.irte_handle),
-            subhandle,
-        )
-        .map_err(|error| {
-            sluice_rt::log!("pci-server: MSI-X refused: {error}");
-            PciError::from(error)
-        })?;
-        let read_back = self
-            .tables
-            .read_entry(bdf, request.vector, MsixEntryRegister::AddressLow);
-        if read_back != message.address as u32 {
-            sluice_rt::log!(
-                "pci-server: {bdf} MSI-X entry {} reads back {read_back:#x}, not {:#x}: the \
-                 table in BAR{} did not take the write",
-                request.vector,
-                message.address as u32,
-                location.bar_index
-            );
-            return Err(PciError::MsixTableUnavailable);
-        }
-        sluice_rt::log!(
-            "pci-server: {bdf} MSI-X entry {} of {} programmed in remappable format: address \
-             {:#x} data {:#x} (IRTE {}), table at {} in BAR{}, MSI-X on, INTx off",
-            request.vector,
-            location.entries,
-            message.address,
-            message.data,
-            request.irte_handle,
-            location.address,
-            location.bar_index
-        );
-        Ok(Response::ok(&[]))
-    }
-
-    fn bar_memory(&mut self, caller: OwnerId, bdf: Bdf, index: u8) -> Result<Response, PciError> {
         self.owned(caller, bdf)?;
         let function = self.inventory.get(bdf).ok_or(PciError::NoSuchFunction)?;
         let bar = memory_bar(&function.bars.bars, index)?;
-        let carve = self.windows.plan(&bar)?;
+        let carve = self
+            .windows
+            .plan(&bar, &msix_pages(function, index), part)?;
         let selector = self.carver.carve(carve.window, carve.offset, carve.size)?;
         if !self.windows.record(bdf, selector) {
             self.carver.revoke(selector);

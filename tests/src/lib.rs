@@ -228,17 +228,28 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "interrupt remapping on, quarantine domain ready, translation on",
             "pci-server:     caps: PM(NoSoftRst-) MSI(64-bit, 1 vec) MSI-X(5 vec, table BAR3+0x0, PBA BAR3+0x2000)",
             "pci-server: 01:00.0 assigned to owner 64",
+            // Every claim leaves a clean table (and so does every release).
+            "pci-server: 01:00.0 MSI-X table cleared: 5 entries masked, addresses and data zeroed, MSI-X off (table at 0xfe680000 in BAR3)",
             "dma-test: 01:00.0 claimed: e1000e 8086:10d3",
             // The pci-server programs entry 2 through its own mapping of BAR3.
             "pci-server: 01:00.0 MSI-X entry 2 of 5 programmed in remappable format: address 0xfee00010 data 0x0 (IRTE 0), table at 0xfe680000 in BAR3, MSI-X on, INTx off",
-            // The driver reads it back through its mapping of BAR3 and config space.
+            // The driver reads it back through the pci-server (MsixRead) and config space.
             "dma-test: check 1 passed: MSI-X entry 2 of 5 (BAR3+0x20) reads back address 0xfee00010 data 0x0 unmasked, the message of IRTE 0",
             "(enabled, function unmasked), MSI off, command 0x0507 (INTx disabled); the other 4 entries stay masked",
+            // The table and PBA pages are never handed out: BAR3 comes in the two other pages.
+            "dma-test: table and pending bits read through the pci-server (PBA dword 0 = 0x0); BAR3 comes in 2 part(s) without the table and PBA pages (part 0: 0x1000+0x1000)",
             // The NIC raises the interrupt; it arrives through the IRTE.
             "dma-test: check 2 passed: the e1000e raised cause RXQ0 (ICS), IVAR sent it to MSI-X entry 2, and the message (address 0xfee00010 data 0x0) arrived on line 25 through IRTE 0, which verifies source-id 01:00.0",
-            "dma-test: check 3 passed: MSI-X entry 5 of a 5-entry table was refused (vector out of range); entry 2 is unchanged",
-            "dma-test: all 3 checks passed",
-            "init: guest 0 passed (status 0x0, 3 exits)",
+            // Forged IRTE handles: refused by the pci-server itself, logged as denied writes.
+            "pci: denied MSI-X write bdf=01:00.0 entry=2 irte=100 by owner 64: IRTE 100 is not allocated and programmed",
+            "pci: denied MSI-X write bdf=01:00.0 entry=2 irte=1 by owner 64: IRTE 1 is not allocated and programmed",
+            "dma-test: check 3 passed: MSI-X entry 5 of a 5-entry table was refused (vector out of range); IRTE 100 (allocated by nobody) and IRTE 1 (allocated, never programmed) were refused (IRTE not the owner's for this device); entry 2 is unchanged",
+            // Release and claim again: the old entry is gone, a new one works.
+            "pci-server: 01:00.0 released by owner 64, back in quarantine",
+            "pci-server: 01:00.0 MSI-X entry 4 of 5 programmed in remappable format: address 0xfee00030 data 0x0 (IRTE 1), table at 0xfe680000 in BAR3, MSI-X on, INTx off",
+            "dma-test: check 4 passed: released and claimed again, entry 2 reads back masked and cleared (address 0x0:00000000 data 0x0 control 0x1), MSI-X off; entry 4 programmed with IRTE 1 (0xfee00030), the RXQ0 interrupt arrived on line 25 through it",
+            "dma-test: all 4 checks passed",
+            "init: guest 0 passed (status 0x0, 4 exits)",
             "init: guests: 1 passed, 0 failed",
         ],
         timeout_secs: 60,

@@ -171,6 +171,31 @@ pub struct IrteRequest {
     pub reserved: u16,
 }
 
+/// Reply to [`crate::Operation::QueryIrte`]: what a (present) remapped-format IRTE says
+/// (VT-d spec 9.10), and whose interrupt line it delivers to.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct IrteStatusReply {
+    /// Portal id of the client whose interrupt line the entry delivers to (only the client
+    /// that allocated an entry may program it, and only for its own line); `0` when the entry
+    /// is not present or delivers to no client's line.
+    pub owner: u32,
+    /// 1 if the entry is present (P), else 0 (free, or allocated and not programmed yet).
+    pub present: u8,
+    /// SVT: 0 none, 1 requester id (with `source_qualifier`), 2 bus range.
+    pub source_validation: u8,
+    /// SQ (with SVT 1).
+    pub source_qualifier: u8,
+    /// The vector.
+    pub vector: u8,
+    /// SID: the requester id, or with SVT 2 the start bus in bits 15:8 and end bus in 7:0.
+    pub source_id: Bdf,
+    /// Zero.
+    pub reserved: u16,
+}
+
 /// [`crate::Operation::ProgramIrte`]: the fields of a remapped-format IRTE (VT-d spec 9.10).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,

@@ -59,6 +59,12 @@ pub enum Operation {
     /// notification was signalled). [`crate::TakeFaultRequest`] -> [`crate::FaultReport`].
     /// Errors: `NoFaultPending`.
     TakeFault = 12,
+    /// Read-only, for the pci-server only: who an IRTE delivers to and which requester ids it
+    /// accepts, so that the pci-server can refuse to point a device at an entry that is not
+    /// its owner's (`docs/passthrough.md`, step 9). [`crate::IrteRequest`] ->
+    /// [`crate::IrteStatusReply`]. Errors: `NotOwner` (the caller is not the pci-server),
+    /// `InterruptRemappingUnavailable`, `UnknownIrte` (handle beyond the table).
+    QueryIrte = 13,
 }
 
 impl Operation {
@@ -76,6 +82,7 @@ impl Operation {
         Operation::SubscribeFaults,
         Operation::DelegateMemory,
         Operation::TakeFault,
+        Operation::QueryIrte,
     ];
 }
 

@@ -163,6 +163,11 @@ pub enum Request {
     },
     /// See [`Operation::TakeFault`].
     TakeFault,
+    /// See [`Operation::QueryIrte`].
+    QueryIrte {
+        /// IRTE index.
+        handle: u16,
+    },
 }
 
 /// Reads a message struct that must fill `bytes` exactly.
@@ -328,6 +333,13 @@ impl Request {
                 zero(message.reserved)?;
                 Request::TakeFault
             }
+            Operation::QueryIrte => {
+                let message: IrteRequest = exact(payload)?;
+                zero(message.reserved)?;
+                Request::QueryIrte {
+                    handle: message.handle,
+                }
+            }
         })
     }
 }
@@ -386,7 +398,7 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(Request::decode(0, &[]), Err(IommuError::UnknownOperation));
-        assert_eq!(Request::decode(13, &[]), Err(IommuError::UnknownOperation));
+        assert_eq!(Request::decode(14, &[]), Err(IommuError::UnknownOperation));
     }
 
     #[test]
@@ -503,6 +515,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn irte_queries_name_one_handle_with_the_reserved_half_zero() {
+        assert_eq!(
+            Request::decode(13, &[7, 1, 0, 0]),
+            Ok(Request::QueryIrte { handle: 0x107 })
+        );
+        assert_eq!(
+            Request::decode(13, &[7, 0, 0, 1]),
+            Err(IommuError::InvalidField)
+        );
+        assert_eq!(
+            Request::decode(13, &[7, 0]),
+            Err(IommuError::MalformedMessage)
+        );
+        assert_eq!(
+            Request::decode(14, &[0; 4]),
+            Err(IommuError::UnknownOperation)
+        );
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(code in 0u32..16, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
@@ -510,7 +542,7 @@ mod tests {
         }
 
         #[test]
-        fn decode_of_right_length_is_total(code in 1u32..=12, seed in any::<[u8; 40]>()) {
+        fn decode_of_right_length_is_total(code in 1u32..=13, seed in any::<[u8; 40]>()) {
             let length = match code {
                 3 => 40,
                 4..=6 => 24,

@@ -72,6 +72,16 @@ pub enum PciError {
     /// (in BAR memory) does not answer; the owner sets it first (a filtered `ConfigWrite`).
     /// Nothing was written.
     MemoryDecodingDisabled = 26,
+    /// An IRTE the MSI/MSI-X message would select is not proven to be the caller's for this
+    /// function: it is not allocated and programmed, it delivers to another owner's line, it
+    /// verifies another device's requester id, or the iommu-server could not be asked. The
+    /// server logs which and why as a denied write. Nothing was written.
+    IrteNotOwned = 27,
+    /// The BAR has no such part: the pages holding the MSI-X table and PBA are never handed
+    /// out (PCIe Base spec 6.0 section 7.7.2: software changes the table only through the
+    /// programming operation; the owner reads table and PBA with `MsixRead`), and the part
+    /// index is beyond the BAR's remaining page runs.
+    BarPartUnavailable = 28,
 }
 
 impl PciError {
@@ -110,6 +120,8 @@ impl PciError {
             24 => InterruptRemappingUnavailable,
             25 => MsixTableUnavailable,
             26 => MemoryDecodingDisabled,
+            27 => IrteNotOwned,
+            28 => BarPartUnavailable,
             _ => return None,
         })
     }
@@ -150,6 +162,12 @@ impl fmt::Display for PciError {
             PciError::MemoryDecodingDisabled => {
                 "memory decoding is off (Command.Memory Space Enable): the MSI-X table does not answer"
             }
+            PciError::IrteNotOwned => {
+                "IRTE not allocated and programmed by the caller for this function or its DMA aliases"
+            }
+            PciError::BarPartUnavailable => {
+                "no such part of the BAR (MSI-X table and PBA pages are never handed out)"
+            }
         };
         f.write_str(text)
     }
@@ -181,7 +199,9 @@ mod tests {
             PciError::from_code(26),
             Some(PciError::MemoryDecodingDisabled)
         );
-        assert_eq!(PciError::from_code(27), None);
+        assert_eq!(PciError::from_code(27), Some(PciError::IrteNotOwned));
+        assert_eq!(PciError::from_code(28), Some(PciError::BarPartUnavailable));
+        assert_eq!(PciError::from_code(29), None);
         assert_eq!(PciError::from_code(0), None);
     }
 }

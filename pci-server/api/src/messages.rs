@@ -151,12 +151,14 @@ pub struct BarRequest {
     pub bdf: Bdf,
     /// BAR register index, 0..=5 (a 64-bit BAR is named by its low register).
     pub index: u8,
-    /// Reserved, must be zero.
-    pub reserved: u8,
+    /// Which part of the BAR, 0 first: the BAR's pages without those holding the function's
+    /// MSI-X table or PBA, in address order (a BAR without them is one part: all of it).
+    pub part: u8,
 }
 
-/// The BAR handed out; the capability (read, write, page-granular: a BAR smaller than a page
-/// comes with the whole page) travels with the reply.
+/// The BAR part handed out; the capability (read, write, page-granular: a BAR smaller than a
+/// page comes with the whole page) travels with the reply. Byte `part_offset + k` of the BAR
+/// is byte `offset_in_capability + k` of the capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct BarReply {
@@ -164,10 +166,32 @@ pub struct BarReply {
     pub address: u64,
     /// The BAR's size in bytes.
     pub size: u64,
-    /// Offset of the BAR's first byte in the capability (non-zero for sub-page BARs).
+    /// Offset in the capability of the BAR byte `part_offset` (non-zero for sub-page BARs).
     pub offset_in_capability: u64,
     /// Bytes the capability covers.
     pub capability_size: u64,
+    /// Offset in the BAR of the first BAR byte the capability covers (0 for the first part of
+    /// a BAR that starts with no MSI-X page).
+    pub part_offset: u64,
+    /// How many parts the BAR has (pages holding the MSI-X table or PBA are in none).
+    pub parts: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Read the owner's function's MSI-X table or Pending Bit Array, one DWORD (PCIe Base spec
+/// 6.0 sections 7.7.2.5 and 7.7.2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct MsixReadRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// 0 = the table, 1 = the PBA.
+    pub structure: u8,
+    /// Reserved, must be zero.
+    pub reserved: u8,
+    /// Byte offset in the structure, a multiple of 4 (table: entry x 16 + register).
+    pub offset: u32,
 }
 
 /// Reset method codes in [`FunctionReply::reset_method`].
@@ -272,7 +296,27 @@ pub enum Request {
         bdf: Bdf,
         /// BAR register index, 0..=5.
         index: u8,
+        /// The part of the BAR.
+        part: u8,
     },
+    /// See [`Operation::MsixRead`].
+    MsixRead {
+        /// The function.
+        bdf: Bdf,
+        /// The table or the PBA.
+        structure: MsixStructure,
+        /// Byte offset in it (a multiple of 4).
+        offset: u32,
+    },
+}
+
+/// The two MSI-X structures in BAR memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsixStructure {
+    /// The MSI-X table (16 bytes per entry).
+    Table,
+    /// The Pending Bit Array (one bit per entry).
+    PendingBits,
 }
 
 /// The size of config space (PCIe Base spec 6.0 section 7.2.2: 4 KiB per function).
@@ -400,12 +444,32 @@ pub fn decode_request(operation: u32, bytes: &[u8]) -> Result<Request, PciError>
         }
         Operation::BarMemory => {
             let request: BarRequest = read(bytes)?;
-            if request.reserved != 0 || request.index > 5 {
+            if request.index > 5 {
                 return Err(PciError::MalformedRequest);
             }
             Ok(Request::BarMemory {
                 bdf: request.bdf,
                 index: request.index,
+                part: request.part,
+            })
+        }
+        Operation::MsixRead => {
+            let request: MsixReadRequest = read(bytes)?;
+            let structure = match request.structure {
+                0 => MsixStructure::Table,
+                1 => MsixStructure::PendingBits,
+                _ => return Err(PciError::MalformedRequest),
+            };
+            if request.reserved != 0 {
+                return Err(PciError::MalformedRequest);
+            }
+            if !request.offset.is_multiple_of(4) {
+                return Err(PciError::MisalignedAccess);
+            }
+            Ok(Request::MsixRead {
+                bdf: request.bdf,
+                structure,
+                offset: request.offset,
             })
         }
     }
@@ -541,14 +605,15 @@ mod tests {
         let mut bar = BarRequest {
             bdf: Bdf::from_requester_id(0x0600),
             index: 5,
-            reserved: 0,
+            part: 0,
         };
         let op = Operation::BarMemory as u32;
         assert_eq!(
             decode_request(op, bar.as_bytes()),
             Ok(Request::BarMemory {
                 bdf: bar.bdf,
-                index: 5
+                index: 5,
+                part: 0
             })
         );
         bar.index = 6;
@@ -557,15 +622,57 @@ mod tests {
             Err(PciError::MalformedRequest)
         );
         bar.index = 0;
-        bar.reserved = 2;
+        bar.part = 2;
         assert_eq!(
             decode_request(op, bar.as_bytes()),
-            Err(PciError::MalformedRequest)
+            Ok(Request::BarMemory {
+                bdf: bar.bdf,
+                index: 0,
+                part: 2
+            }),
+            "the server decides which parts exist"
         );
         assert_eq!(
             decode_request(op, &bar.as_bytes()[..3]),
             Err(PciError::MalformedRequest)
         );
+    }
+
+    #[test]
+    fn msix_reads_name_a_structure_and_an_aligned_offset() {
+        let op = Operation::MsixRead as u32;
+        let mut read = MsixReadRequest {
+            bdf: Bdf::from_requester_id(0x0100),
+            structure: 1,
+            reserved: 0,
+            offset: 8,
+        };
+        assert_eq!(
+            decode_request(op, read.as_bytes()),
+            Ok(Request::MsixRead {
+                bdf: read.bdf,
+                structure: MsixStructure::PendingBits,
+                offset: 8
+            })
+        );
+        read.offset = 6;
+        assert_eq!(
+            decode_request(op, read.as_bytes()),
+            Err(PciError::MisalignedAccess)
+        );
+        read.offset = 0;
+        read.structure = 2;
+        assert_eq!(
+            decode_request(op, read.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        read.structure = 0;
+        read.reserved = 1;
+        assert_eq!(
+            decode_request(op, read.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(decode_request(op, &[0; 6]), Err(PciError::MalformedRequest));
     }
 
     proptest! {

@@ -38,8 +38,10 @@ pub enum Operation {
     /// explicitly) in remappable format with an IRTE handle the caller allocated and programmed
     /// through the iommu-server. MSI-X: the entry is masked while it is written, MSI-X is
     /// enabled with Function Mask clear, MSI and INTx are turned off. Request:
-    /// [`crate::MsiProgramRequest`]. Errors: `MalformedRequest`, `NoSuchFunction`, `NotOwner`,
-    /// `NoMsiCapability`, `NoMsixCapability`, `VectorOutOfRange`, and for MSI-X
+    /// [`crate::MsiProgramRequest`]. Every IRTE the message can select must be present, the
+    /// caller's, and verify this function or one of its DMA aliases (asked at the
+    /// iommu-server). Errors: `MalformedRequest`, `NoSuchFunction`, `NotOwner`,
+    /// `NoMsiCapability`, `NoMsixCapability`, `VectorOutOfRange`, `IrteNotOwned`, and for MSI-X
     /// `MsixTableUnavailable`, `MemoryDecodingDisabled`.
     ProgramMsi = 9,
     /// Enable SR-IOV virtual functions on a physical function. Request:
@@ -54,11 +56,20 @@ pub enum Operation {
     /// someone else or to nobody), `InvalidTransition` (already assigned), `GroupConflict`,
     /// `NoResetMethod`, `ResetFailed`, `IommuRefused`, `InterruptRemappingUnavailable`.
     Claim = 11,
-    /// One memory BAR of a function the caller owns, as a memory capability (read, write)
-    /// carried by the reply, with its address and size. Request: [`crate::BarRequest`].
-    /// Reply: [`crate::BarReply`]. Errors: `NoSuchFunction`, `NotOwner`, `NoSuchBar`,
-    /// `BarUnavailable`.
+    /// One part of a memory BAR of a function the caller owns, as a memory capability (read,
+    /// write) carried by the reply, with the BAR's address and size and where the part lies.
+    /// The pages holding the function's MSI-X table or PBA are in no part: the owner changes
+    /// the table only through `ProgramMsi` and reads it with `MsixRead` (PCIe Base spec 6.0
+    /// section 7.7.2 keeps other registers out of those pages). Request:
+    /// [`crate::BarRequest`]. Reply: [`crate::BarReply`]. Errors: `NoSuchFunction`,
+    /// `NotOwner`, `NoSuchBar`, `BarUnavailable`, `BarPartUnavailable`.
     BarMemory = 12,
+    /// Read one DWORD of the MSI-X table or of the Pending Bit Array of a function the caller
+    /// owns, through the server's own mapping. Request: [`crate::MsixReadRequest`]. Reply:
+    /// [`crate::ConfigReadReply`]. Errors: `MalformedRequest`, `MisalignedAccess`,
+    /// `NoSuchFunction`, `NotOwner`, `NoMsixCapability`, `OffsetOutOfRange` (beyond the
+    /// structure), `MsixTableUnavailable`, `MemoryDecodingDisabled`.
+    MsixRead = 13,
 }
 
 impl TryFrom<u32> for Operation {
@@ -78,6 +89,7 @@ impl TryFrom<u32> for Operation {
             10 => Operation::EnableVfs,
             11 => Operation::Claim,
             12 => Operation::BarMemory,
+            13 => Operation::MsixRead,
             _ => return Err(PciError::UnknownOperation),
         })
     }

@@ -280,3 +280,50 @@ pub fn program_msix_entry<C: ConfigSpace + ?Sized, T: MsixTable + ?Sized>(
     );
     Ok(message)
 }
+
+/// Puts `function`'s MSI-X table back to its reset state before the function changes owners
+/// (PCIe Base spec 6.0 section 7.7.2.5: Mask Bit defaults to 1; Message Address and Data are
+/// cleared so that no earlier owner's IRTE handle stays in the table): Function Mask on and
+/// MSI-X Enable off (section 7.7.2.2), then every entry masked and its address, upper
+/// address and data zeroed. The table is in BAR memory, so Memory Space Enable is turned on
+/// for the writes if it was off and put back afterwards (bus mastering is never turned on).
+/// Returns the number of entries cleared; `NoMsix` (nothing written) without the capability.
+pub fn clear_msix_table<C: ConfigSpace + ?Sized, T: MsixTable + ?Sized>(
+    config: &mut C,
+    table: &mut T,
+    function: &FunctionInfo,
+) -> Result<u16, MsiError> {
+    let bdf = function.bdf;
+    let capability: MsixCapability = function.capabilities.msix.ok_or(MsiError::NoMsix(bdf))?;
+    let control_offset = capability.offset + msix::CONTROL;
+    let control = config.read16(bdf, control_offset);
+    config.write16(
+        bdf,
+        control_offset,
+        (control | msix::FUNCTION_MASK) & !msix::ENABLE,
+    );
+    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
+    let decoding_off = !command.contains(Command::MEMORY_SPACE);
+    if decoding_off {
+        config.write16(
+            bdf,
+            header::COMMAND,
+            ((command | Command::MEMORY_SPACE) & !Command::BUS_MASTER).bits(),
+        );
+    }
+    for entry in 0..capability.table_size {
+        table.write_entry(
+            bdf,
+            entry,
+            MsixEntryRegister::VectorControl,
+            MSIX_VECTOR_MASKED,
+        );
+        table.write_entry(bdf, entry, MsixEntryRegister::AddressLow, 0);
+        table.write_entry(bdf, entry, MsixEntryRegister::AddressHigh, 0);
+        table.write_entry(bdf, entry, MsixEntryRegister::Data, 0);
+    }
+    if decoding_off {
+        config.write16(bdf, header::COMMAND, command.bits());
+    }
+    Ok(capability.table_size)
+}

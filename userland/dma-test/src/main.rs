@@ -19,19 +19,24 @@
 //!    both fault reports reach the driver with the right requester id and page, and the canary
 //!    (read through the driver's read-only mapping) is unchanged.
 //!
-//! When its device is an Intel 82574L (QEMU's `e1000e`, 8086:10d3) instead, the three checks
-//! are about MSI-X (`userland/systems/msix.toml`):
+//! When its device is an Intel 82574L (QEMU's `e1000e`, 8086:10d3) instead, four checks are
+//! about MSI-X (`userland/systems/msix.toml`, [`msix_checks`]); the table and pending bits are
+//! read through the pci-server (`MsixRead`), whose pages the owner never gets:
 //!
-//! 1. an IRTE for its MSI line is allocated and programmed, the pci-server programs MSI-X table
-//!    entry 2 with it (`ProgramMsi` kind 1); the driver reads the entry back through its own
-//!    mapping of the table's BAR (the iommu-server's message, unmasked), reads MSI-X Enable
-//!    on, Function Mask off, MSI off and Interrupt Disable on in config space, and finds every
-//!    other entry still masked;
+//! 1. the table's BAR comes only in parts without the table and PBA pages; an IRTE for its MSI
+//!    line is allocated and programmed, the pci-server programs MSI-X table entry 2 with it
+//!    (`ProgramMsi` kind 1); the entry reads back as the iommu-server's message, unmasked;
+//!    config space says MSI-X Enable on, Function Mask off, MSI off and Interrupt Disable on;
+//!    every other entry is still masked; the pending bits are readable;
 //! 2. the NIC raises interrupt cause RXQ0 (ICS register), IVAR routes it to entry 2, and the
 //!    MSI-X message arrives through the IRTE on the driver's notification;
-//! 3. an entry beyond the table is refused with `VectorOutOfRange` and entry 2 is unchanged.
+//! 3. an entry beyond the table is refused with `VectorOutOfRange`, an IRTE handle nobody
+//!    allocated and one allocated but never programmed with `IrteNotOwned`; entry 2 is
+//!    unchanged;
+//! 4. the device is released and claimed again: entry 2 reads back masked and cleared, entry 4
+//!    is programmed with a new IRTE and the interrupt arrives through it.
 //!
-//! It ends with `dma-test: all 3 checks passed` (or names the failures) and reports to init as
+//! It ends with `dma-test: all N checks passed` (or names the failures) and reports to init as
 //! its guest's end: status 0 when every check passed, else the mask of failed checks.
 //!
 //! Capabilities (its table at start): 0-2 as every child; 3 = the iommu-server's portal, 4 =
@@ -50,6 +55,8 @@ mod verdict;
 
 #[cfg(target_os = "none")]
 mod driver;
+#[cfg(target_os = "none")]
+mod msix_checks;
 
 /// Where the device sees the driver's buffer.
 pub const IOVA_BUFFER: u64 = 0x10_0000;

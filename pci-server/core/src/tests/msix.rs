@@ -4,9 +4,12 @@
 use super::*;
 use crate::fake::{desktop, q35, FakeFunction, FakeMsixTable};
 use crate::msi::{
-    irte_index, program_msi, program_msix_entry, IrteHandle, MsiError, MsixEntryRegister, MsixTable,
+    clear_msix_table, irte_index, program_msi, program_msix_entry, IrteHandle, MsiError,
+    MsixEntryRegister, MsixTable,
 };
-use crate::msix::{table_location, MsixLocationError, MsixTableLocation};
+use crate::msix::{
+    msix_pages, pba_location, table_location, MsixLocationError, MsixPbaLocation, MsixTableLocation,
+};
 use crate::registers::{header, msix, Command};
 use crate::{ConfigSpace, HostPhys};
 use pci_api::PciError;
@@ -198,4 +201,139 @@ fn refusals_write_nothing() {
     );
     assert!(config.writes().is_empty());
     assert!(table.writes.is_empty());
+}
+
+#[test]
+fn clearing_masks_every_entry_zeroes_it_and_disables_msix() {
+    let (mut config, inventory) = desktop();
+    let nic = inventory.get(desktop::NIC).unwrap();
+    let capability = nic.capabilities.msix.unwrap();
+    let mut table = FakeMsixTable::default();
+    for entry in [0, 4] {
+        program_msix_entry(&mut config, &mut table, nic, entry, IrteHandle(9), Some(2)).unwrap();
+    }
+    // The owner turned memory decoding off before letting go: it is turned on for the
+    // writes and put back, and bus mastering stays off.
+    config.write16(desktop::NIC, header::COMMAND, 0x0400);
+    config.clear_log();
+    assert_eq!(clear_msix_table(&mut config, &mut table, nic), Ok(5));
+    for entry in 0..5 {
+        assert_eq!(
+            table.read_entry(desktop::NIC, entry, MsixEntryRegister::VectorControl),
+            1,
+            "entry {entry} masked"
+        );
+        for register in [
+            MsixEntryRegister::AddressLow,
+            MsixEntryRegister::AddressHigh,
+            MsixEntryRegister::Data,
+        ] {
+            assert_eq!(table.read_entry(desktop::NIC, entry, register), 0);
+        }
+    }
+    let control = config.read16(desktop::NIC, capability.offset + msix::CONTROL);
+    assert_eq!(
+        control & (msix::ENABLE | msix::FUNCTION_MASK),
+        msix::FUNCTION_MASK
+    );
+    assert_eq!(config.read16(desktop::NIC, header::COMMAND), 0x0400);
+    let commands: Vec<u32> = config
+        .writes()
+        .iter()
+        .filter(|(bdf, offset, _, _)| *bdf == desktop::NIC && *offset == header::COMMAND)
+        .map(|(_, _, _, value)| *value)
+        .collect();
+    assert!(
+        commands.iter().all(|value| value & 0x4 == 0),
+        "{commands:x?}"
+    );
+    assert!(
+        commands.iter().any(|value| value & 0x2 != 0),
+        "decoding on for the writes"
+    );
+    // Each entry is masked before its address changes.
+    let first = table
+        .writes
+        .iter()
+        .rev()
+        .take(20)
+        .rev()
+        .map(|(_, entry, register, _)| (*entry, *register))
+        .next();
+    assert_eq!(first, Some((0, MsixEntryRegister::VectorControl)));
+    // No MSI-X: nothing written.
+    let ehci = inventory.get(desktop::EHCI).unwrap();
+    config.clear_log();
+    let before = table.writes.len();
+    assert_eq!(
+        clear_msix_table(&mut config, &mut table, ehci),
+        Err(MsiError::NoMsix(desktop::EHCI))
+    );
+    assert!(config.writes().is_empty());
+    assert_eq!(table.writes.len(), before);
+}
+
+#[test]
+fn the_pba_and_the_pages_of_both_structures_are_found() {
+    let (_, inventory) = desktop();
+    let nic = inventory.get(desktop::NIC).unwrap();
+    assert_eq!(
+        pba_location(nic),
+        Ok(MsixPbaLocation {
+            bar_index: 3,
+            address: HostPhys(0xfba2_2000),
+            bytes: 8,
+        })
+    );
+    // Table page and PBA page apart; no MSI-X page in BAR0.
+    assert_eq!(
+        msix_pages(nic, 3).as_slice(),
+        &[(0xfba2_0000, 0xfba2_1000), (0xfba2_2000, 0xfba2_3000)]
+    );
+    assert!(msix_pages(nic, 0).is_empty());
+    drop(inventory);
+    let (_, inventory) = q35();
+    let nvme = inventory.get(q35::NVME).unwrap();
+    // 65 entries: two QWORDs of pending bits; table and PBA pages touch and merge.
+    assert_eq!(pba_location(nvme).unwrap().bytes, 16);
+    assert_eq!(
+        msix_pages(nvme, 0).as_slice(),
+        &[(0xfe60_2000, 0xfe60_4000)]
+    );
+    drop(inventory);
+    // A PBA past the end of its BAR, or in an I/O BAR, is not located (and holds no page).
+    let outside = FakeFunction::endpoint(0x1234, 0x5678, 0x020000, 0)
+        .command(0x0007)
+        .memory_bar32(0, 0xfd00_0000, 4096, false)
+        .io_bar(1, 0xc000, 32)
+        .next_capability_at(0x40)
+        .msix(4, 0, 0, 0, 0x1000);
+    let mut config = FakeConfigSpace::new().with(b(0, 2, 0), outside);
+    let inventory = enumerate(&mut config);
+    let function = inventory.get(b(0, 2, 0)).unwrap();
+    assert!(matches!(
+        pba_location(function),
+        Err(MsixLocationError::TableOutsideBar { .. })
+    ));
+    assert_eq!(
+        msix_pages(function, 0).as_slice(),
+        &[(0xfd00_0000, 0xfd00_1000)]
+    );
+    drop(inventory);
+    let in_io = FakeFunction::endpoint(0x1234, 0x5678, 0x020000, 0)
+        .command(0x0007)
+        .memory_bar32(0, 0xfd00_0000, 4096, false)
+        .io_bar(1, 0xc000, 32)
+        .next_capability_at(0x40)
+        .msix(4, 0, 0, 1, 0);
+    let mut config = FakeConfigSpace::new().with(b(0, 2, 0), in_io);
+    let inventory = enumerate(&mut config);
+    let function = inventory.get(b(0, 2, 0)).unwrap();
+    assert_eq!(
+        pba_location(function),
+        Err(MsixLocationError::BarNotMemory {
+            bdf: b(0, 2, 0),
+            bar_index: 1
+        })
+    );
 }
