@@ -15,6 +15,7 @@ mod scheduler;
 mod sink;
 mod syscalls;
 mod threads;
+mod vcpu_run;
 
 pub use boot::{start_root_task, BootModule, RootResources};
 
@@ -258,32 +259,9 @@ fn from_user_locked(
     };
     // Handlers write the current thread's results into `frame` and other (not running)
     // threads' into their slots (`frames::frame`).
-    let mut next = handler(&mut kernel, cpu, current, frame);
+    let next = handler(&mut kernel, cpu, current, frame);
     if let Next::RunVcpu(vcpu) = next {
-        let mut reply = [const { core::mem::MaybeUninit::uninit() }; 64];
-        let reply = ipc::read_message_words(&mut kernel, current, &mut reply);
-        drop(kernel);
-        let mut exit = [0u64; sluice_abi::vcpu::MAX_EXIT_WORDS];
-        let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, &mut exit));
-        kernel = KERNEL.lock();
-        let preempted = sluice_abi::vcpu::ExitReason::Preempted.code();
-        next = match result.and_then(|count| {
-            ipc::write_message_words(&mut kernel, current, &exit[..count]).map(|()| count)
-        }) {
-            Ok(count) => {
-                frame.rax = sluice_abi::syscall::Status::Success.as_raw();
-                // A preemption exit also gives the CPU to other ready threads.
-                if count > 0 && exit[0] & 0xffff_ffff == u64::from(preempted) {
-                    Next::Reschedule
-                } else {
-                    Next::Current
-                }
-            }
-            Err(status) => {
-                frame.rax = status.as_raw();
-                Next::Current
-            }
-        };
+        return vcpu_run::run(kernel, cpu, current, vcpu, frame);
     }
     match kernel.leave(cpu, next) {
         Some(index) => frames::slot(index),
@@ -319,6 +297,9 @@ pub fn idle(cpu: usize) -> ! {
 /// entry from ring 3 does in `trap::dispatch_user`).
 pub fn system_call(frame: &mut TrapFrame) -> *mut TrapFrame {
     let cpu = percpu::current_index();
+    if let Some(resume) = vcpu_run::fast(cpu, frame) {
+        return resume;
+    }
     if let Some(mut kernel) = KERNEL.try_lock() {
         if let Some(next) = ipc_fast::try_ipc(&mut kernel, cpu, frame) {
             return frames::slot(next);
