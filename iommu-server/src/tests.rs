@@ -16,6 +16,8 @@ use iommu_core::registers::{Register32, VtdRegisters};
 use iommu_core::HostPhys;
 use zerocopy::{FromBytes, IntoBytes};
 
+mod multi_unit;
+
 use crate::bringup::{bring_up, Scope, UnitRegisters, FAULT_EVENT_ADDRESS};
 use crate::policy::Policy;
 use crate::service::{Capabilities, Iommu};

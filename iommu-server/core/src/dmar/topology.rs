@@ -249,6 +249,18 @@ impl Topology {
                         return Err(overlap(*device));
                     }
                 }
+                // A device one unit names on a bus another unit's bridge covers.
+                for (one, other) in [(a, b), (b, a)] {
+                    let named = one
+                        .endpoints
+                        .iter()
+                        .chain(one.bridges.iter().map(|bridge| &bridge.bridge));
+                    for device in named {
+                        if other.claims_bus(device.bus()) {
+                            return Err(overlap(*device));
+                        }
+                    }
+                }
                 for bus in 0..=u8::MAX {
                     if a.claims_bus(bus) && b.claims_bus(bus) {
                         return Err(overlap(Bdf(u16::from(bus) << 8)));

@@ -6,6 +6,7 @@ mod domains;
 mod faults;
 mod interrupts;
 mod model;
+mod multi_unit;
 mod unit;
 
 use crate::domain::{ClientId, DeviceScope, DomainManager, QuarantineMode, ReservedRegion};
