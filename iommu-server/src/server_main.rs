@@ -177,7 +177,7 @@ fn start(
                 let _ = given.push(registers);
             }
             _ => sluice_rt::log!(
-                "iommu-server: unit {index} at {} not brought up: no register page delegated for it (init hands out only the first DRHD's page); devices it translates are refused",
+                "iommu-server: unit {index} at {} not brought up: no register page delegated for it (init found it outside device memory, or could not read the DMAR); devices it translates are refused",
                 unit.register_base
             ),
         }
