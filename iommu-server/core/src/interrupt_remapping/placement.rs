@@ -135,12 +135,12 @@ impl InterruptRemapping {
         };
         if placement.unit != Some(unit) {
             table.reserve(owner, handle)?;
+            // Recorded before the write, so a failed write is still cleared by `free`.
+            if let Some(Some(slot)) = self.placements.get_mut(usize::from(handle)) {
+                slot.unit = Some(unit);
+            }
         }
-        let entry = table.program(hardware, memory, owner, handle, settings)?;
-        if let Some(Some(slot)) = self.placements.get_mut(usize::from(handle)) {
-            slot.unit = Some(unit);
-        }
-        Ok(entry)
+        table.program(hardware, memory, owner, handle, settings)
     }
 
     fn clear<U: Units, M: PhysMemory>(
