@@ -85,7 +85,7 @@ impl<'a> DeviceScope<'a> {
             if let Some(bridge) = found {
                 bus = walk.secondary_bus(bridge).ok_or(DmarError::PathNotFound)?;
             }
-            found = Some(Bdf::new(bus, device, function).ok_or(DmarError::InvalidPath)?);
+            found = Some(Bdf::new(bus, device, function).map_err(|_| DmarError::InvalidPath)?);
         }
         found.ok_or(DmarError::InvalidPath)
     }
