@@ -213,6 +213,10 @@ fn malformed_tables_are_refused() {
 
 fn exercise(bytes: &[u8]) {
     if let Ok(dmar) = Dmar::parse(bytes) {
+        if let Ok(units) = crate::dmar::Topology::from_dmar(&dmar, &mut Topology) {
+            assert!(!units.units().is_empty());
+            let _ = units.unit_of(bdf(4, 0, 0));
+        }
         for structure in dmar.structures() {
             if let RemappingStructure::Drhd(drhd) = structure {
                 for scope in drhd.scopes() {

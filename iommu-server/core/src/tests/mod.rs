@@ -7,6 +7,7 @@ mod faults;
 mod interrupts;
 mod model;
 mod multi_unit;
+mod topology;
 mod unit;
 
 use crate::domain::{ClientId, DeviceScope, DomainManager, QuarantineMode, ReservedRegion};
