@@ -5,8 +5,8 @@
 //! (`kernel_core::acpi::dmar_unit_bases`, the parser the kernel uses) and unmaps it.
 //!
 //! Unit n of the list is the iommu-server's unit n. A page is 0 (not handed out, the server logs
-//! the unit as not brought up) when no DeviceMmio boot capability covers it or it repeats an
-//! earlier unit's page. Whenever the table cannot be read, or its first unit is not the one
+//! the unit as not brought up) when no DeviceMmio boot capability covers it, it lies in the ECAM
+//! window, or it repeats an earlier unit's page. Whenever the table cannot be read, or its first unit is not the one
 //! the kernel reported, only the kernel's unit is handed out, as before.
 
 use sluice_abi::boot::selector::SELF_DOMAIN;
@@ -83,11 +83,14 @@ pub fn drhd_pages<K: Kernel>(kernel: &mut K, boot: &BootInfo) -> DrhdPages {
         });
     for (index, base) in bases.iter().enumerate() {
         let page = page_of(*base);
-        let usable = index == 0 || (in_device_memory(boot, page) && !pages.contains(&page));
+        let in_ecam = crate::programs::ecam_window(boot)
+            .is_some_and(|(start, size)| page >= start && page - start < size);
+        let usable =
+            index == 0 || (in_device_memory(boot, page) && !in_ecam && !pages.contains(&page));
         if !usable {
             sluice_rt::log!(
-                "init: DRHD unit {index} at {base:#x} is not in device memory (or repeats a unit): \
-                 not handed to the iommu-server"
+                "init: DRHD unit {index} at {base:#x} is not in device memory (or lies in the ECAM \
+                 window, or repeats a unit): not handed to the iommu-server"
             );
         }
         if pages.push(if usable { page } else { 0 }).is_err() {
