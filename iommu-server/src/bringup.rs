@@ -1,38 +1,45 @@
-//! Bringing the VT-d unit up, in the order the VT-d spec asks for (rev 4.1):
+//! Bringing the DMAR's VT-d units up, each in the order the VT-d spec asks for (rev 4.1):
 //!
 //! 1. `VtdUnit::initialize`: CAP/ECAP decide paging depth and invalidation; root table (SRTP,
 //!    10.4.4), queued invalidation (6.5.2), global context and IOTLB invalidation;
 //! 2. fault reporting (7.3, 10.4.10-10.4.13): FEDATA = the vector of the server's fault-event
 //!    line, FEADDR = 0xFEE0_0000 with destination APIC id 0 (the kernel takes lines on CPU 0),
-//!    then FECTL.IM cleared. Fault events are not subject to interrupt remapping (5.1.6);
-//! 3. interrupt remapping (5.1, 6.5.2.7): table, SIRTP, IEC flush, IRE; compatibility-format
-//!    interrupts stay blocked;
-//! 4. the quarantine domain (nothing mapped: every DMA of a quarantined device faults and is
-//!    logged) and the device scope from the DMAR;
-//! 5. translation on (GCMD.TE). From here a device without a context entry faults
+//!    then FECTL.IM cleared. Every unit signals the same line; the server then reads every
+//!    unit's records. Fault events are not subject to interrupt remapping (5.1.6);
+//! 3. interrupt remapping (5.1, 6.5.2.7): a table per unit, SIRTP, IEC flush, IRE;
+//!    compatibility-format interrupts stay blocked;
+//! 4. once every unit given is initialized: the paging depth all of them share
+//!    (`UnitSet::retain_compatible`), the quarantine domain (nothing mapped: every DMA of a
+//!    quarantined device faults and is logged) and the RMRRs;
+//! 5. translation on (GCMD.TE) on each unit. From here a device without a context entry faults
 //!    ("context entry not present") until the pci-server places it in quarantine.
+//!
+//! A unit the server has no register page for, or whose bring-up fails, stays down and is
+//! named in the log; devices it translates are refused (`UnitNotBroughtUp`), never attached
+//! through another unit.
 
 use iommu_api::IommuError;
 use iommu_core::clock::Clock;
-use iommu_core::dmar::{Dmar, ScopeKind};
+use iommu_core::dmar::{Dmar, Topology, TopologyError};
 use iommu_core::domain::{DeviceScope, DomainManager, QuarantineMode, ReservedRegion};
-use iommu_core::interrupt_remapping::IrteTable;
+use iommu_core::interrupt_remapping::{InterruptRemapping, IrteTable};
 use iommu_core::memory::{FrameAllocator, PhysMemory};
 use iommu_core::registers::capability::PagingLevels;
 use iommu_core::registers::{Register32, VtdRegisters};
 use iommu_core::unit::VtdUnit;
+use iommu_core::units::UnitSet;
 
 use crate::policy::{FaultQueues, Policy};
-use crate::service::{Iommu, Remapping};
+use crate::service::Iommu;
 
 /// The MSI address of an interrupt to APIC id 0 in compatibility format (Intel SDM vol. 3,
 /// 11.11.1: 0xFEE, destination id in bits 19:12).
 pub const FAULT_EVENT_ADDRESS: u32 = 0xfee0_0000;
 
-/// What the DMAR says about the unit's devices and reserved regions.
+/// What the DMAR says about the units, their devices and reserved regions.
 pub struct Scope {
-    /// Devices behind the unit.
-    pub devices: DeviceScope,
+    /// Every DRHD unit and the devices behind it.
+    pub topology: Topology,
     /// RMRRs whose device the server could name.
     pub reserved: heapless::Vec<ReservedRegion, { iommu_core::domain::MAX_RESERVED }>,
     /// Whether the DMAR's INTR_REMAP flag is set.
@@ -40,7 +47,7 @@ pub struct Scope {
 }
 
 /// No bridge can be walked (the iommu-server has no config space): paths through bridges do
-/// not resolve.
+/// not resolve, and bridge scopes have no known bus range.
 struct NoWalk;
 
 impl iommu_core::dmar::BusWalk for NoWalk {
@@ -49,27 +56,10 @@ impl iommu_core::dmar::BusWalk for NoWalk {
     }
 }
 
-/// The scope of the DMAR's first unit. With INCLUDE_PCI_ALL, or when it is the only unit of
-/// the table (QEMU lists the bus-0 devices and bridges; a bridge scope covers its whole
-/// subtree, which the server cannot walk), every device is behind it.
-pub fn scope(dmar: &Dmar<'_>) -> Scope {
-    let units = dmar.units().count();
-    let devices = match dmar.units().next() {
-        Some(unit) if unit.include_pci_all() || units == 1 => DeviceScope::All,
-        Some(unit) => {
-            let mut list = heapless::Vec::new();
-            for entry in unit
-                .scopes()
-                .filter(|s| matches!(s.kind, ScopeKind::Endpoint | ScopeKind::Bridge))
-            {
-                if let Ok(bdf) = entry.resolve(&mut NoWalk) {
-                    let _ = list.push(bdf);
-                }
-            }
-            DeviceScope::Devices(list)
-        }
-        None => DeviceScope::Devices(heapless::Vec::new()),
-    };
+/// The units (checked: no overlaps, at least one) and RMRRs of the DMAR. An RMRR whose device
+/// no unit translates is skipped with a log line: nothing could attach that device.
+pub fn scope(dmar: &Dmar<'_>) -> Result<Scope, TopologyError> {
+    let topology = Topology::from_dmar(dmar, &mut NoWalk)?;
     let mut reserved = heapless::Vec::new();
     for rmrr in dmar.reserved_regions() {
         let Ok((base, size)) = rmrr.region() else {
@@ -78,7 +68,19 @@ pub fn scope(dmar: &Dmar<'_>) -> Scope {
         for entry in rmrr.scopes() {
             match entry.resolve(&mut NoWalk) {
                 Ok(device) => {
-                    let _ = reserved.push(ReservedRegion { device, base, size });
+                    match topology.unit_of(device) {
+                        Ok(_) => {
+                            if reserved
+                                .push(ReservedRegion { device, base, size })
+                                .is_err()
+                            {
+                                sluice_rt::log!("iommu-server: RMRR at {base} for {device} skipped: too many RMRRs");
+                            }
+                        }
+                        Err(error) => {
+                            sluice_rt::log!("iommu-server: RMRR at {base} skipped: {error}")
+                        }
+                    }
                 }
                 Err(error) => sluice_rt::log!(
                     "iommu-server: RMRR at {base} skipped for a device behind a bridge: {error}"
@@ -86,28 +88,37 @@ pub fn scope(dmar: &Dmar<'_>) -> Scope {
             }
         }
     }
-    Scope {
-        devices,
+    Ok(Scope {
+        topology,
         reserved,
         interrupt_remapping: dmar.interrupt_remapping(),
-    }
+    })
 }
 
-/// Brings the unit up (see the module documentation) and returns the server state.
-pub fn bring_up<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
-    registers: R,
-    clock: C,
-    mut memory: M,
-    mut frames: A,
-    scope: Scope,
+/// One unit's register access, with the unit's number in DMAR order.
+pub struct UnitRegisters<R, C> {
+    /// The unit's number (index in the DMAR's DRHD order).
+    pub index: usize,
+    /// Its registers.
+    pub registers: R,
+    /// The clock of its bounded waits.
+    pub clock: C,
+}
+
+/// Brings up one unit: tables, invalidation, fault reporting and interrupt remapping.
+fn bring_up_unit<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    given: UnitRegisters<R, C>,
+    memory: &mut M,
+    frames: &mut A,
     fault_vector: u8,
-    policy: Policy,
-) -> Result<Iommu<R, C, M, A>, IommuError> {
+    platform_remapping: bool,
+    remapping: &mut InterruptRemapping,
+) -> Result<VtdUnit<R, C>, IommuError> {
     let mut unit = VtdUnit::initialize(
-        registers,
-        clock,
-        &mut memory,
-        &mut frames,
+        given.registers,
+        given.clock,
+        memory,
+        frames,
         PagingLevels::Three,
     )?;
     let registers = unit.registers_mut();
@@ -115,28 +126,81 @@ pub fn bring_up<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
     registers.write32(Register32::FaultEventAddress, FAULT_EVENT_ADDRESS);
     registers.write32(Register32::FaultEventUpperAddress, 0);
     registers.write32(Register32::FaultEventControl, 0);
-    let remapping = if unit.config().interrupt_remapping && scope.interrupt_remapping {
-        match IrteTable::enable(&mut unit, &mut memory, &mut frames) {
-            Ok(table) => Remapping::Enabled(table),
+    if unit.config().interrupt_remapping && platform_remapping {
+        match IrteTable::enable(&mut unit, memory, frames) {
+            Ok(table) => remapping.install(given.index, table)?,
+            Err(error) => sluice_rt::log!(
+                "iommu-server: unit {}: interrupt remapping could not be enabled: {error}",
+                given.index
+            ),
+        }
+    }
+    Ok(unit)
+}
+
+/// Brings up every unit in `given` (see the module documentation) and returns the server
+/// state. Fails only when no unit could be brought up.
+pub fn bring_up<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    given: impl IntoIterator<Item = UnitRegisters<R, C>>,
+    mut memory: M,
+    mut frames: A,
+    scope: Scope,
+    fault_vector: u8,
+    policy: Policy,
+) -> Result<Iommu<R, C, M, A>, IommuError> {
+    let mut units = UnitSet::new(scope.topology);
+    let mut remapping = InterruptRemapping::new();
+    let mut last_error = IommuError::UnsupportedHardware;
+    for unit_registers in given {
+        let index = unit_registers.index;
+        match bring_up_unit(
+            unit_registers,
+            &mut memory,
+            &mut frames,
+            fault_vector,
+            scope.interrupt_remapping,
+            &mut remapping,
+        )
+        .and_then(|unit| units.install(index, unit))
+        {
+            Ok(()) => {}
             Err(error) => {
-                sluice_rt::log!("iommu-server: interrupt remapping could not be enabled: {error}");
-                Remapping::Unavailable
+                sluice_rt::log!("iommu-server: unit {index} not brought up: {error}");
+                last_error = error;
             }
         }
-    } else {
-        Remapping::Unavailable
-    };
+    }
+    for index in units.retain_compatible().iter() {
+        sluice_rt::log!(
+            "iommu-server: unit {index} not brought up: its SAGAW shares no paging depth with unit 0's tables"
+        );
+    }
     let manager = DomainManager::new(
-        &unit,
+        &units,
         &mut memory,
         &mut frames,
-        scope.devices,
+        DeviceScope::All,
         &scope.reserved,
         QuarantineMode::Blocking,
     )?;
-    unit.enable_translation()?;
+    let mut failed = iommu_core::units::UnitMask::default();
+    for (index, unit) in units.iter_up_mut() {
+        if let Err(error) = unit.enable_translation() {
+            sluice_rt::log!(
+                "iommu-server: unit {index} not brought up: translation on failed: {error}"
+            );
+            last_error = error;
+            failed.insert(index);
+        }
+    }
+    for index in failed.iter() {
+        let _ = units.remove(index);
+    }
+    if units.iter_up().next().is_none() {
+        return Err(last_error);
+    }
     Ok(Iommu {
-        unit,
+        units,
         manager,
         remapping,
         memory,

@@ -2,13 +2,14 @@
 //! its own. Its VT-d logic lives in the host-tested `iommu-core`; this binary connects it to
 //! the hardware and to its clients:
 //!
-//! 1. maps its DRHD register page and the ACPI DMAR table, parses the DMAR
-//!    (`iommu_core::dmar`);
-//! 2. brings the unit up in frames of the RAM init gave it ([`bringup`], [`hardware`]): root
+//! 1. maps the ACPI DMAR table, parses it and checks which unit covers which device
+//!    (`iommu_core::dmar::Topology`), then maps the register page of every unit init gave it
+//!    one for (a unit without one is logged as not brought up and its devices are refused);
+//! 2. brings each unit up in frames of the RAM init gave it ([`bringup`], [`hardware`]): root
 //!    table, queued invalidation, fault reporting to its fault-event line, the interrupt
-//!    remapping table, the quarantine domain, translation on;
+//!    remapping table, then the quarantine domain shared by all units, translation on;
 //! 3. starts a fault-watcher thread that waits on that line's notification and calls the
-//!    main thread, which reads and clears the fault records, logs each as
+//!    main thread, which reads and clears every unit's fault records, logs each as
 //!    `iommu: fault bdf=BB:DD.F addr=0x... kind=read|write reason=0xNN (name)` and queues it
 //!    for the device's owner (whose notification it signals);
 //! 4. tells init it is ready and serves `iommu-api` ([`service`], checked by [`policy`]) and
@@ -27,6 +28,7 @@
 //! | 6 | a notification its fault-event line is bound to (bit 0) | `WAIT` |
 //! | 7 | that bound interrupt line | `ACKNOWLEDGE` |
 //! | 8 | RAM for the fault watcher's stack and UTCB | `READ`, `WRITE` |
+//! | 9..=15 | the register pages of DMAR units 1..=7 in DMAR order (each empty when init did not hand it out) | `READ`, `WRITE` |
 //!
 //! Arguments: the fault-event line, the pci-server's portal id, the first owner's portal id,
 //! the first owner's MSI line, 1 if passthrough without interrupt remapping is allowed, the

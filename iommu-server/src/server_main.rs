@@ -14,13 +14,19 @@ use sluice_rt::types::ThreadStart;
 use sluice_rt::utcb::MessageBuffer;
 use sluice_rt::wire;
 
-use crate::bringup::{bring_up, scope};
+use iommu_core::units::MAX_UNITS;
+
+use crate::bringup::{bring_up, scope, UnitRegisters};
 use crate::hardware::{MmioRegisters, PollClock, PoolFrames, PoolMemory};
 use crate::kernel::KernelCapabilities;
 use crate::policy::{Policy, LINE_VECTOR_BASE};
-use crate::service::{Iommu, Remapping, Reply};
+use crate::service::{Iommu, Reply};
 
 const DRHD_PAGE: Selector = Selector(3);
+/// The register pages of the DMAR's units 1, 2, ... (DMAR order), when init delegates them.
+const FURTHER_DRHD_PAGES: Selector = Selector(9);
+/// Selectors 9..=15 (the watcher's objects start at 20).
+const FURTHER_DRHD_PAGE_COUNT: u32 = MAX_UNITS as u32 - 1;
 const DMAR_TABLE: Selector = Selector(4);
 const TABLE_MEMORY: Selector = Selector(5);
 const FAULT_NOTIFICATION: Selector = Selector(6);
@@ -88,14 +94,28 @@ fn map_own(memory: Selector, address: u64, size: u64, write: bool) -> Result<Win
     Ok(unsafe { Window::new(address, size) })
 }
 
+/// The selector of unit `index`'s register page: 3 for the DMAR's first DRHD (the unit the
+/// kernel reports), [`FURTHER_DRHD_PAGES`] + n - 1 for unit n.
+fn drhd_page(index: usize) -> Option<Selector> {
+    match index {
+        0 => Some(DRHD_PAGE),
+        _ => u32::try_from(index - 1)
+            .ok()
+            .filter(|offset| *offset < FURTHER_DRHD_PAGE_COUNT)
+            .map(|offset| Selector(FURTHER_DRHD_PAGES.0 + offset)),
+    }
+}
+
 fn start(
     fault_line: u64,
     dmar_offset: u64,
     dmar_length: u64,
     policy: Policy,
 ) -> Result<Unit, &'static str> {
-    let registers = map_own(DRHD_PAGE, REGISTERS_VIRTUAL, PAGE, true)
-        .map_err(|_| "the machine has no VT-d unit (no DRHD register page delegated)")?;
+    let mut first_page = Some(
+        map_own(DRHD_PAGE, REGISTERS_VIRTUAL, PAGE, true)
+            .map_err(|_| "the machine has no VT-d unit (no DRHD register page delegated)")?,
+    );
     let table_bytes = (dmar_offset + dmar_length).div_ceil(PAGE) * PAGE;
     let dmar_window = map_own(DMAR_TABLE, DMAR_VIRTUAL, table_bytes.max(PAGE), false)
         .map_err(|_| "the ACPI DMAR table was not delegated")?;
@@ -108,20 +128,63 @@ fn start(
     let bytes =
         unsafe { core::slice::from_raw_parts((DMAR_VIRTUAL + dmar_offset) as *const u8, length) };
     let dmar = Dmar::parse(bytes).map_err(|_| "the ACPI DMAR table is malformed")?;
-    let unit = dmar.units().next().ok_or("the DMAR lists no DRHD unit")?;
-    let scope = scope(&dmar);
+    let scope = scope(&dmar).map_err(|error| {
+        sluice_rt::log!("iommu-server: the DMAR's units cannot be used: {error}");
+        "the DMAR's units are inconsistent"
+    })?;
     sluice_rt::log!(
-        "iommu-server: DMAR: host address width {}, INTR_REMAP {}, {} unit(s); unit {} segment {} {}",
+        "iommu-server: DMAR: host address width {}, INTR_REMAP {}, {} unit(s)",
         dmar.host_address_width,
         scope.interrupt_remapping,
-        dmar.units().count(),
-        unit.register_base,
-        unit.segment,
-        match scope.devices {
-            iommu_core::domain::DeviceScope::All => "covers every device",
-            iommu_core::domain::DeviceScope::Devices(_) => "covers its listed devices",
-        }
+        scope.topology.units().len(),
     );
+    let mut given: heapless::Vec<UnitRegisters<MmioRegisters, PollClock>, MAX_UNITS> =
+        heapless::Vec::new();
+    for (index, unit) in scope.topology.units().iter().enumerate() {
+        sluice_rt::log!(
+            "iommu-server: unit {index} at {} segment {}: {}, {} endpoint(s), {} bridge(s), {} IOAPIC(s), {} HPET(s){}",
+            unit.register_base,
+            unit.segment,
+            if unit.include_pci_all { "INCLUDE_PCI_ALL" } else { "listed devices" },
+            unit.endpoints.len(),
+            unit.bridges.len(),
+            unit.ioapics.len(),
+            unit.hpets.len(),
+            if unit.unresolved > 0 { ", some scope paths cross bridges it cannot walk" } else { "" }
+        );
+        for ioapic in &unit.ioapics {
+            sluice_rt::log!(
+                "iommu-server: unit {index}: IOAPIC {} source id {}",
+                ioapic.enumeration_id,
+                ioapic.source_id
+            );
+        }
+        let address = REGISTERS_VIRTUAL + PAGE * index as u64;
+        let window = match (index, first_page.take()) {
+            (0, Some(window)) => Some(Ok(window)),
+            (_, taken) => {
+                first_page = taken;
+                drhd_page(index).map(|page| map_own(page, address, PAGE, true))
+            }
+        };
+        match window {
+            Some(Ok(window)) => {
+                let registers = UnitRegisters {
+                    index,
+                    registers: MmioRegisters { window },
+                    clock: PollClock::default(),
+                };
+                let _ = given.push(registers);
+            }
+            _ => sluice_rt::log!(
+                "iommu-server: unit {index} at {} not brought up: no register page delegated for it (init found it outside device memory, or could not read the DMAR); devices it translates are refused",
+                unit.register_base
+            ),
+        }
+    }
+    if given.is_empty() {
+        return Err("no DRHD unit has a register page");
+    }
     let pool = map_own(TABLE_MEMORY, POOL_VIRTUAL, POOL_SIZE, true)
         .map_err(|_| "no RAM for tables was delegated")?;
     let physical_base = sluice_rt::sys::memory_physical(TABLE_MEMORY, 0)
@@ -133,33 +196,32 @@ fn start(
     let frames = PoolFrames::new(physical_base, POOL_SIZE);
     let vector = u64::from(LINE_VECTOR_BASE) + fault_line;
     let vector = u8::try_from(vector).map_err(|_| "fault line out of range")?;
-    let iommu = bring_up(
-        MmioRegisters { window: registers },
-        PollClock::default(),
-        memory,
-        frames,
-        scope,
-        vector,
-        policy,
-    )
-    .map_err(|error: IommuError| {
-        sluice_rt::log!("iommu-server: bring-up failed: {error}");
-        "bring-up failed"
-    })?;
-    let config = iommu.unit.config();
-    sluice_rt::log!(
-        "iommu-server: unit up: CAP {:#x} ECAP {:#x}, {}-level tables, {} invalidation, \
-         interrupt remapping {}, quarantine domain ready, translation on, faults -> line {fault_line} (vector {vector:#x}), {} table frames free",
-        config.capability.0,
-        config.extended_capability.0,
-        config.levels.count(),
-        if config.queued_invalidation { "queued" } else { "register" },
-        match iommu.remapping {
-            Remapping::Enabled(_) => "on",
-            Remapping::Unavailable => "UNAVAILABLE",
-        },
-        iommu.frames.free()
-    );
+    let iommu =
+        bring_up(given, memory, frames, scope, vector, policy).map_err(|error: IommuError| {
+            sluice_rt::log!("iommu-server: bring-up failed: {error}");
+            "bring-up failed"
+        })?;
+    let levels = iommu.manager.levels().count();
+    let enabled = iommu.remapping.enabled();
+    for (index, unit) in iommu.units.iter_up() {
+        let config = unit.config();
+        let base = iommu
+            .units
+            .topology()
+            .units()
+            .get(index)
+            .map(|unit| unit.register_base.0)
+            .unwrap_or(0);
+        sluice_rt::log!(
+            "iommu-server: unit up: CAP {:#x} ECAP {:#x}, {levels}-level tables, {} invalidation, \
+             interrupt remapping {}, quarantine domain ready, translation on, faults -> line {fault_line} (vector {vector:#x}), {} table frames free; unit {index} at {base:#x}",
+            config.capability.0,
+            config.extended_capability.0,
+            if config.queued_invalidation { "queued" } else { "register" },
+            if enabled.contains(index) { "on" } else { "UNAVAILABLE" },
+            iommu.frames.free()
+        );
+    }
     if let Err(reason) = start_watcher() {
         sluice_rt::log!(
             "iommu-server: no fault watcher ({reason}): faults are read when an owner asks"

@@ -7,6 +7,7 @@
 //! Capabilities a request carries arrive at the server's inbox (`sluice_rt::wire::INBOX`) and
 //! are moved to a slot of their own before anything else happens ([`Capabilities`]).
 
+use iommu_api::request::SourceValidation;
 use iommu_api::request::{DeviceArguments, MapArguments};
 use iommu_api::{
     Bdf, CreateDomainReply, DelegateMemoryReply, DelegatedMemory, HostPhys, IommuError, IrteReply,
@@ -14,11 +15,11 @@ use iommu_api::{
 };
 use iommu_core::clock::Clock;
 use iommu_core::domain::{overlaps_msi_window, ClientId, DomainManager, QUARANTINE};
-use iommu_core::fault::{read_and_clear_faults, FaultRecord};
-use iommu_core::interrupt_remapping::{remappable_msi, Irte, IrteTable};
+use iommu_core::fault::FaultRecord;
+use iommu_core::interrupt_remapping::{remappable_msi, InterruptRemapping, Irte};
 use iommu_core::memory::{FrameAllocator, PhysMemory};
 use iommu_core::registers::VtdRegisters;
-use iommu_core::unit::VtdUnit;
+use iommu_core::units::{UnitSet, Units};
 use zerocopy::IntoBytes;
 
 use crate::policy::{Caller, FaultQueues, Policy};
@@ -44,21 +45,13 @@ pub trait Capabilities {
     fn drop(&mut self, selector: u32);
 }
 
-/// Interrupt remapping as brought up at start.
-// The server holds exactly one value of it for its whole life: boxing buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Remapping {
-    /// Enabled: the table.
-    Enabled(IrteTable),
-    /// The unit has none (ECAP.IR = 0 or no QI), or enabling it failed.
-    Unavailable,
-}
-
-/// Everything the server holds for its one unit.
+/// Everything the server holds for its units.
 pub struct Iommu<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> {
-    pub unit: VtdUnit<R, C>,
+    /// Every DRHD unit of the DMAR (up or not) and which device each translates.
+    pub units: UnitSet<R, C>,
     pub manager: DomainManager,
-    pub remapping: Remapping,
+    /// The interrupt remapping tables of the units that have remapping on.
+    pub remapping: InterruptRemapping,
     pub memory: M,
     pub frames: A,
     pub policy: Policy,
@@ -119,6 +112,30 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
         result.unwrap_or_else(Reply::error)
     }
 
+    /// The unit that translates the requests (and interrupts) an IRTE's source validation
+    /// names: the requester id, or function 0 of the bus of a one-bus range.
+    fn irte_unit(&self, source: &SourceValidation) -> Result<usize, IommuError> {
+        let device = match *source {
+            SourceValidation::RequesterId { source_id, .. } => source_id,
+            SourceValidation::BusRange { start_bus, .. } => Bdf(u16::from(start_bus) << 8),
+        };
+        self.units.route(device)
+    }
+
+    /// The unit and source id of the IOAPIC with enumeration id `id`, from the DMAR's device
+    /// scopes (VT-d spec 8.3.1.1): its pins are remapped through that unit.
+    // Called by the IOAPIC pin remapping (the next step); host-tested until then.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
+    pub fn ioapic(&self, id: u8) -> Option<(usize, Bdf)> {
+        self.units.topology().ioapic(id)
+    }
+
+    /// The unit and source id of HPET number `id`.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
+    pub fn hpet(&self, id: u8) -> Option<(usize, Bdf)> {
+        self.units.topology().hpet(id)
+    }
+
     fn owner_of_domain(&self, domain: u32) -> Result<ClientId, IommuError> {
         self.domain_owners
             .iter()
@@ -153,7 +170,7 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
             }
             Request::DestroyDomain { domain } => {
                 self.manager.destroy_domain(
-                    &mut self.unit,
+                    &mut self.units,
                     &mut self.memory,
                     &mut self.frames,
                     client,
@@ -166,7 +183,7 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
             Request::Map(arguments) => self.map(client, &arguments),
             Request::Unmap { domain, iova, size } => {
                 self.manager.unmap(
-                    &mut self.unit,
+                    &mut self.units,
                     &mut self.memory,
                     &mut self.frames,
                     client,
@@ -188,17 +205,17 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 }
                 let owner = self.owner_of_domain(device.domain)?;
                 self.manager
-                    .detach(&mut self.unit, &mut self.memory, owner, &device)?;
+                    .detach(&mut self.units, &mut self.memory, owner, &device)?;
                 Ok(Reply::ok(&[]))
             }
             Request::AllocateIrte => {
-                let Remapping::Enabled(table) = &mut self.remapping else {
+                if self.remapping.enabled().is_empty() {
                     return Err(IommuError::InterruptRemappingUnavailable);
-                };
+                }
                 if self.policy.owner_vector(portal_id).is_none() {
                     return Err(IommuError::NotOwner);
                 }
-                let handle = table.allocate(client.0)?;
+                let handle = self.remapping.allocate(client.0)?;
                 let reply = IrteReply {
                     handle,
                     reserved: 0,
@@ -209,14 +226,13 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 let manager = &self.manager;
                 self.policy
                     .check_irte(portal_id, &settings, |bdf| manager.device_owner(bdf))?;
-                let Remapping::Enabled(table) = &mut self.remapping else {
-                    return Err(IommuError::InterruptRemappingUnavailable);
-                };
-                table.program(
-                    &mut self.unit,
+                let unit = self.irte_unit(&settings.source)?;
+                self.remapping.program(
+                    &mut self.units,
                     &mut self.memory,
                     client.0,
                     handle,
+                    unit,
                     &settings,
                 )?;
                 let message = remappable_msi(handle);
@@ -229,10 +245,11 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 Ok(Reply::ok(reply.as_bytes()))
             }
             Request::FreeIrte { handle } => {
-                let Remapping::Enabled(table) = &mut self.remapping else {
+                if self.remapping.enabled().is_empty() {
                     return Err(IommuError::InterruptRemappingUnavailable);
-                };
-                table.free(&mut self.unit, &mut self.memory, client.0, handle)?;
+                }
+                self.remapping
+                    .free(&mut self.units, &mut self.memory, client.0, handle)?;
                 Ok(Reply::ok(&[]))
             }
             Request::SubscribeFaults { device } => self.subscribe(kernel, client, device),
@@ -240,11 +257,12 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 if caller != Caller::DeviceManager {
                     return Err(IommuError::NotOwner);
                 }
-                let Remapping::Enabled(table) = &self.remapping else {
+                if self.remapping.enabled().is_empty() {
                     return Err(IommuError::InterruptRemappingUnavailable);
-                };
-                let entry = table
-                    .read(&self.memory, handle)
+                }
+                let entry = self
+                    .remapping
+                    .entry(&self.memory, handle)
                     .ok_or(IommuError::UnknownIrte)?;
                 Ok(Reply::ok(irte_status(&self.policy, &entry).as_bytes()))
             }
@@ -304,7 +322,7 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
 
     fn map(&mut self, client: ClientId, arguments: &MapArguments) -> Result<Reply, IommuError> {
         self.manager.map(
-            &mut self.unit,
+            &mut self.units,
             &mut self.memory,
             &mut self.frames,
             client,
@@ -316,7 +334,7 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
     fn attach(&mut self, device: &DeviceArguments) -> Result<Reply, IommuError> {
         if device.domain == QUARANTINE {
             self.manager.quarantine_device(
-                &mut self.unit,
+                &mut self.units,
                 &mut self.memory,
                 &mut self.frames,
                 device.device,
@@ -325,12 +343,16 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
             return Ok(Reply::ok(&[]));
         }
         let owner = self.owner_of_domain(device.domain)?;
-        let remapping = matches!(self.remapping, Remapping::Enabled(_));
-        if !remapping && !self.policy.insecure_no_interrupt_remapping {
-            return Err(IommuError::InterruptRemappingUnavailable);
+        // Every requester id's unit must remap interrupts (unless the system opted out).
+        let enabled = self.remapping.enabled();
+        for bdf in core::iter::once(&device.device).chain(device.aliases()) {
+            let unit = self.units.route(*bdf)?;
+            if !enabled.contains(unit) && !self.policy.insecure_no_interrupt_remapping {
+                return Err(IommuError::InterruptRemappingUnavailable);
+            }
         }
         self.manager.attach(
-            &mut self.unit,
+            &mut self.units,
             &mut self.memory,
             &mut self.frames,
             owner,
@@ -382,15 +404,22 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
         }
     }
 
-    /// Reads and clears every pending fault record: each is logged as the one-line fault
-    /// report, queued for the device's owner (if it subscribed) and its notification
-    /// signalled. Returns how many records were read.
+    /// Reads and clears every pending fault record of every up unit: each is logged as the
+    /// one-line fault report, queued for the device's owner (if it subscribed) and its
+    /// notification signalled. Returns how many records were read.
     pub fn sweep_faults<K: Capabilities>(&mut self, kernel: &mut K) -> u32 {
-        let capability = self.unit.config().capability;
-        let mut records: heapless::Vec<FaultRecord, 16> = heapless::Vec::new();
-        let sweep = read_and_clear_faults(self.unit.registers_mut(), capability, |record| {
-            let _ = records.push(record);
+        let mut records: heapless::Vec<FaultRecord, 64> = heapless::Vec::new();
+        let mut unlogged = 0u32;
+        let (count, overflowed) = self.units.read_faults(|_, record| {
+            if records.push(record).is_err() {
+                unlogged = unlogged.saturating_add(1);
+            }
         });
+        if unlogged > 0 {
+            sluice_rt::log!(
+                "iommu: {unlogged} fault record(s) read but not logged (too many at once)"
+            );
+        }
         for record in &records {
             sluice_rt::log!("{record}");
             if let Some(owner) = self.manager.route_fault(record) {
@@ -404,10 +433,12 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 }
             }
         }
-        if sweep.overflow {
-            sluice_rt::log!("iommu: fault records overflowed: some faults were lost");
+        for unit in overflowed.iter() {
+            sluice_rt::log!(
+                "iommu: fault records overflowed on unit {unit}: some faults were lost"
+            );
         }
-        sweep.records
+        count
     }
 }
 

@@ -7,7 +7,8 @@ use iommu_api::{
     IoVirt, IommuError, IrteReply, IrteStatusReply, MapRequest, MsiMessageReply, Operation,
     ProgramIrteRequest, ReplyHeader, Rights, SubscribeFaultsRequest, TakeFaultRequest, MAX_ALIASES,
 };
-use iommu_core::domain::DeviceScope;
+use iommu_core::dmar::{Dmar, Topology};
+use iommu_core::fake::dmar::{drhd, scope, table};
 use iommu_core::fake::{
     AccessKind, FakeClock, FakeFrameAllocator, FakeMemory, FakeVtd, FakeVtdConfig,
 };
@@ -15,9 +16,11 @@ use iommu_core::registers::{Register32, VtdRegisters};
 use iommu_core::HostPhys;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::bringup::{bring_up, Scope, FAULT_EVENT_ADDRESS};
+mod multi_unit;
+
+use crate::bringup::{bring_up, Scope, UnitRegisters, FAULT_EVENT_ADDRESS};
 use crate::policy::Policy;
-use crate::service::{Capabilities, Iommu, Remapping};
+use crate::service::{Capabilities, Iommu};
 
 const PCI: u64 = 2;
 const OWNER: u64 = 32;
@@ -69,25 +72,50 @@ fn policy(insecure: bool) -> Policy {
     }
 }
 
+/// QEMU's q35 DMAR shape: one unit without INCLUDE_PCI_ALL listing bus-0 devices, which
+/// therefore translates every device.
+fn qemu_topology() -> Topology {
+    let bytes = table(
+        39,
+        0x3,
+        &[drhd(
+            0,
+            0xfed9_0000,
+            &[scope(3, 0, 0xff, &[(0, 0)]), scope(1, 0, 0, &[(1, 0)])],
+        )],
+    );
+    let dmar = Dmar::parse(&bytes).unwrap();
+    Topology::from_dmar(&dmar, &mut NoBridges).unwrap()
+}
+
+struct NoBridges;
+
+impl iommu_core::dmar::BusWalk for NoBridges {
+    fn secondary_bus(&mut self, _bridge: Bdf) -> Option<u8> {
+        None
+    }
+}
+
 fn server(config: FakeVtdConfig, insecure: bool) -> Server {
     let memory = FakeMemory::new();
     let fake = FakeVtd::new(config, memory.clone());
     let scope = Scope {
-        devices: DeviceScope::All,
+        topology: qemu_topology(),
         reserved: heapless::Vec::new(),
         interrupt_remapping: true,
     };
     let frames = FakeFrameAllocator::new(HostPhys(0x1000_0000), 512);
-    bring_up(
-        fake,
-        FakeClock::default(),
-        memory,
-        frames,
-        scope,
-        0x48,
-        policy(insecure),
-    )
-    .unwrap()
+    let unit = UnitRegisters {
+        index: 0,
+        registers: fake,
+        clock: FakeClock::default(),
+    };
+    bring_up([unit], memory, frames, scope, 0x48, policy(insecure)).unwrap()
+}
+
+/// Unit `index`'s fake registers.
+fn unit_fake(server: &mut Server, index: usize) -> &mut FakeVtd {
+    server.units.get_mut(index).unwrap().registers_mut()
 }
 
 fn call(
@@ -179,8 +207,8 @@ fn owner_with_device(server: &mut Server, kernel: &mut FakeCapabilities) -> u32 
 #[test]
 fn bring_up_programs_fault_reporting_and_turns_everything_on() {
     let mut server = server(FakeVtdConfig::qemu(), false);
-    assert!(matches!(server.remapping, Remapping::Enabled(_)));
-    let registers = server.unit.registers_mut();
+    assert!(server.remapping.enabled().contains(0));
+    let registers = unit_fake(&mut server, 0);
     assert_eq!(registers.read32(Register32::FaultEventData), 0x48);
     assert_eq!(
         registers.read32(Register32::FaultEventAddress),
@@ -192,7 +220,7 @@ fn bring_up_programs_fault_reporting_and_turns_everything_on() {
         "unmasked"
     );
     assert_eq!(
-        server.unit.registers_mut().status() >> 31,
+        unit_fake(&mut server, 0).status() >> 31,
         1,
         "translation enabled"
     );
@@ -203,7 +231,7 @@ fn device_dma_reaches_only_the_owners_mapping_and_faults_go_to_the_owner() {
     let mut server = server(FakeVtdConfig::qemu(), false);
     let mut kernel = FakeCapabilities::default();
     owner_with_device(&mut server, &mut kernel);
-    let fake = server.unit.registers_mut();
+    let fake = unit_fake(&mut server, 0);
     assert_eq!(
         fake.dma(DEVICE, IoVirt(0x10_0800), AccessKind::Write),
         Ok(HostPhys(BUFFER + 0x800))
@@ -260,7 +288,7 @@ fn device_dma_reaches_only_the_owners_mapping_and_faults_go_to_the_owner() {
         subscribe.as_bytes(),
     )
     .unwrap();
-    let fake = server.unit.registers_mut();
+    let fake = unit_fake(&mut server, 0);
     assert!(fake
         .dma(DEVICE, IoVirt(0x0abc_d000), AccessKind::Read)
         .is_err());
@@ -362,7 +390,7 @@ fn irtes_target_only_the_owners_line_and_device() {
     let message = MsiMessageReply::read_from_bytes(&body).unwrap();
     assert_eq!(message.address_low & 0xfff0_0000, 0xfee0_0000);
     assert_eq!(message.address_low & (1 << 4), 1 << 4, "remappable format");
-    let fake = server.unit.registers_mut();
+    let fake = unit_fake(&mut server, 0);
     let delivered = fake
         .interrupt(DEVICE, message.address_low, message.data)
         .unwrap();
@@ -420,11 +448,8 @@ fn the_pci_server_alone_learns_whose_line_an_irte_serves_and_nothing_changes() {
         request.as_bytes(),
     )
     .unwrap();
-    let table = match &server.remapping {
-        Remapping::Enabled(table) => table,
-        Remapping::Unavailable => panic!("remapping is on"),
-    };
-    let before = table.read(&server.memory, handle);
+    let before = server.remapping.read(&server.memory, handle);
+    assert_eq!(before.map(|(unit, _)| unit), Some(0));
     let status = query(&mut server, &mut kernel, PCI, handle).unwrap();
     assert_eq!(
         status,
@@ -438,12 +463,8 @@ fn the_pci_server_alone_learns_whose_line_an_irte_serves_and_nothing_changes() {
             reserved: 0,
         }
     );
-    let table = match &server.remapping {
-        Remapping::Enabled(table) => table,
-        Remapping::Unavailable => panic!("remapping is on"),
-    };
     assert_eq!(
-        table.read(&server.memory, handle),
+        server.remapping.read(&server.memory, handle),
         before,
         "a query writes nothing"
     );
@@ -482,7 +503,7 @@ fn without_interrupt_remapping_passthrough_is_refused_unless_allowed() {
     let config = FakeVtdConfig::qemu().without_interrupt_remapping();
     let mut strict = server(config, false);
     let mut kernel = FakeCapabilities::default();
-    assert!(matches!(strict.remapping, Remapping::Unavailable));
+    assert!(strict.remapping.enabled().is_empty());
     call(
         &mut strict,
         &mut kernel,

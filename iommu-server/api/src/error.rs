@@ -124,6 +124,15 @@ iommu_errors! {
     NoFaultPending = 39 => "no fault report pending",
     /// The IRTE would deliver to an interrupt line the caller does not own.
     VectorNotOwned = 40 => "vector is not one of the caller's interrupt lines",
+    /// No DRHD unit's device scope covers the device and its segment has no INCLUDE_PCI_ALL
+    /// unit (VT-d spec 8.3).
+    NoUnitForDevice = 41 => "no VT-d unit covers the device",
+    /// The DRHD unit that translates the device was not brought up (no register page, or its
+    /// bring-up failed): nothing isolates the device, so it is refused.
+    UnitNotBroughtUp = 42 => "the VT-d unit translating the device is not brought up",
+    /// The device may sit behind a bridge scope whose bus range the server could not read, so
+    /// which unit translates it is unknown.
+    AmbiguousUnit = 43 => "which VT-d unit translates the device is unknown",
 }
 
 impl fmt::Display for IommuError {

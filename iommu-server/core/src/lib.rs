@@ -3,7 +3,7 @@
 //! Split by VT-d spec chapter (after Asterinas's module layout): [`registers`] (10.4),
 //! [`dma_remapping`] (9.1, 9.3, 9.8), [`interrupt_remapping`] (5.1, 9.10), [`invalidation`]
 //! (6.5), [`fault`] (7.3, 10.4.14), [`dmar`] (ACPI DMAR, chapter 8). [`unit`] drives one
-//! remapping unit through [`registers::VtdRegisters`]; [`domain`] is the server's policy: DMA
+//! remapping unit through [`registers::VtdRegisters`], [`units`] all of the DMAR's units; [`domain`] is the server's policy: DMA
 //! domains, delegated memory, devices, quarantine. Table builders are generic over
 //! [`memory::PhysMemory`] and [`memory::FrameAllocator`]; [`fake`] holds the behavioural fakes.
 #![cfg_attr(not(test), no_std)]
@@ -24,6 +24,7 @@ pub mod invalidation;
 pub mod memory;
 pub mod registers;
 pub mod unit;
+pub mod units;
 
 pub use iommu_api::{Bdf, HostPhys, IoVirt, IommuError};
 

@@ -1,109 +1,12 @@
-//! Bus/device/function numbers (the PCIe requester ID) and owner identities, as they travel in
-//! messages.
+//! Bus/device/function numbers (the PCIe requester ID, from `sluice-pci-address`) and owner
+//! identities, as they travel in messages.
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// A PCI bus/device/function triple, stored as its 16-bit requester ID
-/// (PCIe Base spec 6.0 section 2.2.6.2: bus[15:8], device[7:3], function[2:0]).
-///
-/// Every `u16` is a valid `Bdf`, so decoding one from bytes cannot fail.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, FromBytes, IntoBytes, KnownLayout, Immutable,
-)]
-#[repr(transparent)]
-pub struct Bdf(u16);
-
-/// Why a bus/device/function triple was rejected by [`Bdf::new`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BdfError {
-    /// The device number is above 31 (it has 5 bits).
-    DeviceOutOfRange(u8),
-    /// The function number is above 7 (it has 3 bits).
-    FunctionOutOfRange(u8),
-}
-
-impl fmt::Display for BdfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BdfError::DeviceOutOfRange(d) => write!(f, "device number {d} is above 31"),
-            BdfError::FunctionOutOfRange(n) => write!(f, "function number {n} is above 7"),
-        }
-    }
-}
-
-impl Bdf {
-    /// Builds a `Bdf`, rejecting a device above 31 or a function above 7.
-    pub const fn new(bus: u8, device: u8, function: u8) -> Result<Bdf, BdfError> {
-        if device > 31 {
-            return Err(BdfError::DeviceOutOfRange(device));
-        }
-        if function > 7 {
-            return Err(BdfError::FunctionOutOfRange(function));
-        }
-        Ok(Bdf(((bus as u16) << 8)
-            | ((device as u16) << 3)
-            | function as u16))
-    }
-
-    /// The `Bdf` for a bus and an 8-bit device/function number (also an ARI function number).
-    pub const fn from_bus_devfn(bus: u8, devfn: u8) -> Bdf {
-        Bdf(((bus as u16) << 8) | devfn as u16)
-    }
-
-    /// The `Bdf` whose requester ID is `id`.
-    pub const fn from_requester_id(id: u16) -> Bdf {
-        Bdf(id)
-    }
-
-    /// The 16-bit requester ID the IOMMU sees.
-    pub const fn requester_id(self) -> u16 {
-        self.0
-    }
-
-    /// Bus number.
-    pub const fn bus(self) -> u8 {
-        (self.0 >> 8) as u8
-    }
-
-    /// Device number (0..=31).
-    pub const fn device(self) -> u8 {
-        ((self.0 >> 3) & 0x1f) as u8
-    }
-
-    /// Function number (0..=7).
-    pub const fn function(self) -> u8 {
-        (self.0 & 0x7) as u8
-    }
-
-    /// The 8-bit device/function number.
-    pub const fn devfn(self) -> u8 {
-        (self.0 & 0xff) as u8
-    }
-
-    /// The same device with another function number (masked to 3 bits).
-    pub const fn with_function(self, function: u8) -> Bdf {
-        Bdf((self.0 & !0x7) | (function & 0x7) as u16)
-    }
-}
-
-impl fmt::Display for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x}:{:02x}.{}",
-            self.bus(),
-            self.device(),
-            self.function()
-        )
-    }
-}
-
-impl fmt::Debug for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+/// A PCI bus/device/function triple as its 16-bit requester ID, shared with the iommu-server's
+/// interface (`sluice-pci-address`).
+pub use pci_address::{Bdf, BdfError};
 
 /// Who owns an assigned device: the identity of a client of the pci-server (a guest's VMM or a
 /// user-level driver), as named by the system description.
@@ -135,17 +38,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packs_like_a_requester_id() {
-        let bdf = Bdf::new(0x12, 0x1f, 7).unwrap();
-        assert_eq!(bdf.requester_id(), 0x12ff);
-        assert_eq!((bdf.bus(), bdf.device(), bdf.function()), (0x12, 31, 7));
-        assert_eq!(format!("{bdf}"), "12:1f.7");
-        assert_eq!(bdf.with_function(2).function(), 2);
-    }
-
-    #[test]
-    fn rejects_out_of_range_parts() {
+    fn owners_display_and_bdfs_are_the_iommu_servers_type() {
+        assert_eq!(format!("{}", OwnerId(64)), "owner 64");
+        // The same type the iommu-server's interface uses: no conversion between them.
+        let shared: pci_address::Bdf = Bdf::new(0x12, 0x1f, 7).unwrap();
+        assert_eq!(shared.requester_id(), 0x12ff);
         assert_eq!(Bdf::new(0, 32, 0), Err(BdfError::DeviceOutOfRange(32)));
-        assert_eq!(Bdf::new(0, 0, 8), Err(BdfError::FunctionOutOfRange(8)));
     }
 }

@@ -10,6 +10,8 @@ pub const SYSDESC_WINDOW: u64 = 0x5000_0000_0000;
 pub const MODULE_WINDOW: u64 = 0x5100_0000_0000;
 /// Init's window for memory it fills before handing it to a child (read-write).
 pub const SCRATCH_WINDOW: u64 = 0x5200_0000_0000;
+/// Init's window for the ACPI DMAR table while it reads the DRHD bases (read-only).
+pub const DMAR_WINDOW: u64 = 0x5300_0000_0000;
 
 /// Init's fault-watcher thread: its UTCB page.
 pub const WATCHER_UTCB: u64 = 0x7f00_0000_2000;

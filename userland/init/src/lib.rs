@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod description;
+pub mod dmar;
 pub mod error;
 pub mod kernel;
 pub mod layout;
@@ -75,17 +76,18 @@ fn boot_system<K: Kernel>(
     let facts = description::read(kernel, boot)?;
     let misbehave = boot.has_flag(MISBEHAVE_FLAG);
     watcher::start(kernel, &mut resources, watcher_entry)?;
+    let drhd = dmar::drhd_pages(kernel, boot);
     let iommu = loader::load(
         kernel,
         boot,
         &mut resources,
-        &programs::iommu_server(boot, facts.insecure_no_interrupt_remapping),
+        &programs::iommu_server(boot, facts.insecure_no_interrupt_remapping, &drhd),
     )?;
     let pci = loader::load(
         kernel,
         boot,
         &mut resources,
-        &programs::pci_server(boot, iommu.thread),
+        &programs::pci_server(boot, iommu.thread, &drhd),
     )?;
     let mut servers: heapless::Vec<(u64, &'static str, bool), { service::MAX_SERVERS }> =
         heapless::Vec::new();

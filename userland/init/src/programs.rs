@@ -11,7 +11,8 @@
 //! | 2 | a portal to init (`PARENT_PORTAL`), id = the child's number | `CALL` |
 //!
 //! Then per program (each function below lists its selectors and argument words):
-//! iommu-server 3-8 (DMAR unit, DMAR table, table frames, fault interrupt, watcher memory);
+//! iommu-server 3-8 and 9-15 (first DMAR unit, DMAR table, table frames, fault interrupt,
+//! watcher memory; the further DMAR units' register pages);
 //! pci-server 3-5 and 6.. (iommu-server portal, ECAM window, system description, device
 //! windows); vmm-server 3 (pci-server portal); dma-test 3-8 (both server portals, DMA buffer,
 //! canary page, its MSI line). A portal to a server carries the calling child's number as its
@@ -25,6 +26,7 @@ use sluice_abi::boot::{BootCapabilityKind, BootInfo};
 use sluice_abi::syscall::{MemoryRights, Selector};
 use sluice_rt::types::Quota;
 
+use crate::dmar::MAX_DRHD_UNITS;
 use crate::layout::{CHILD_STACK_SIZE, PAGE, SERVER_STACK_SIZE};
 
 /// Most capabilities a program gets beyond the common three.
@@ -208,16 +210,25 @@ pub const IOMMU_TABLE_MEMORY: u64 = 256 * 1024;
 /// Stack and UTCB of the iommu-server's fault-watcher thread.
 pub const IOMMU_WATCHER_MEMORY: u64 = 16 * 1024 + PAGE;
 
+/// First selector of the iommu-server's further DMAR units' register pages: unit n (DMAR
+/// order, n >= 1) at `IOMMU_FURTHER_UNITS + n - 1`.
+pub const IOMMU_FURTHER_UNITS: u32 = 9;
+
 /// The iommu-server. Selectors: 3 = the first DMAR unit's register page (a VT-d unit's
 /// registers fit one 4 KiB page up to the IOTLB registers, VT-d spec 10.4), 4 = the ACPI DMAR
 /// table (read-only), 5 = RAM for its tables (read, write, DMA-map), 6 = a notification its
 /// fault-event line is bound to, 7 = that bound interrupt, 8 = RAM for its fault-watcher
-/// thread. All of them are empty when the machine has no VT-d unit (4 also without a DMAR
-/// table capability). Arguments:
+/// thread, 9.. = the register pages of DMAR units 1, 2, ... from `drhd` ([`crate::dmar`]; a
+/// unit whose page is 0 leaves its selector empty). All of them are empty when the machine has
+/// no VT-d unit (4 also without a DMAR table capability). Arguments:
 /// the fault-event line, the pci-server's number, the first owner number, the first owner's
 /// MSI line, 1 when the system allows passthrough without interrupt remapping, the DMAR
 /// table's offset in its first page, and its length.
-pub fn iommu_server(boot: &BootInfo, insecure_no_interrupt_remapping: bool) -> ProgramSpec {
+pub fn iommu_server(
+    boot: &BootInfo,
+    insecure_no_interrupt_remapping: bool,
+    drhd: &[u64],
+) -> ProgramSpec {
     let mut spec = server("iommu-server", "iommu", number::IOMMU_SERVER, 0);
     spec.quota = IOMMU_SERVER_QUOTA;
     spec.stack_size = SERVER_STACK_SIZE;
@@ -245,6 +256,17 @@ pub fn iommu_server(boot: &BootInfo, insecure_no_interrupt_remapping: bool) -> P
         grant(&mut spec, 6, GrantKind::Interrupt { line, interrupt: 7 });
         let (size, rights) = (IOMMU_WATCHER_MEMORY, read_write);
         grant(&mut spec, 8, GrantKind::Memory { size, rights, fill });
+        for (offset, page) in (0u32..).zip(drhd.iter().skip(1).take(MAX_DRHD_UNITS - 1)) {
+            if *page != 0 {
+                let (address, size, rights) = (*page, PAGE, read_write);
+                let kind = GrantKind::Device {
+                    address,
+                    size,
+                    rights,
+                };
+                grant(&mut spec, IOMMU_FURTHER_UNITS + offset, kind);
+            }
+        }
     }
     argument(&mut spec, u64::from(fault_event_line(boot)));
     argument(&mut spec, number::PCI_SERVER);
@@ -298,15 +320,22 @@ fn subtract(
 }
 
 /// The device MMIO the pci-server may hand out as BARs: every DeviceMmio boot range minus the
-/// ECAM window and the VT-d unit's page (those belong to the servers that own them).
-pub fn device_windows(boot: &BootInfo) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
-    let mut holes: heapless::Vec<(u64, u64), 2> = heapless::Vec::new();
+/// ECAM window and the VT-d units' pages (`drhd`, and the kernel's unit; those belong to the
+/// servers that own them).
+pub fn device_windows(
+    boot: &BootInfo,
+    drhd: &[u64],
+) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
+    let mut holes: heapless::Vec<(u64, u64), { MAX_DRHD_UNITS + 2 }> = heapless::Vec::new();
     if let Some((address, size)) = ecam_window(boot) {
         let _ = holes.push((address, address.saturating_add(size)));
     }
     if boot.dmar_unit != 0 {
         let page = boot.dmar_unit - boot.dmar_unit % PAGE;
         let _ = holes.push((page, page.saturating_add(PAGE)));
+    }
+    for page in drhd.iter().filter(|page| **page != 0) {
+        let _ = holes.push((*page, page.saturating_add(PAGE)));
     }
     let mut windows = heapless::Vec::new();
     for capability in boot
@@ -335,7 +364,7 @@ pub const PCI_FIRST_WINDOW: u32 = 6;
 /// [`device_windows`] (read, write, retype: it carves BARs from them). Arguments: the ECAM
 /// base (bus 0), start bus | end bus << 8, the first owner number, the number of device
 /// windows, then each window's base and size.
-pub fn pci_server(boot: &BootInfo, iommu_thread: Selector) -> ProgramSpec {
+pub fn pci_server(boot: &BootInfo, iommu_thread: Selector, drhd: &[u64]) -> ProgramSpec {
     let mut spec = server("pci-server", "pci", number::PCI_SERVER, 0);
     spec.quota = PCI_SERVER_QUOTA;
     spec.stack_size = SERVER_STACK_SIZE;
@@ -356,7 +385,7 @@ pub fn pci_server(boot: &BootInfo, iommu_thread: Selector) -> ProgramSpec {
     }
     let name = crate::description::SYSDESC_MODULE;
     grant(&mut spec, 5, GrantKind::Module { name });
-    let windows = device_windows(boot);
+    let windows = device_windows(boot, drhd);
     let rights = read_write | MemoryRights::RETYPE;
     for (destination, (address, size)) in (PCI_FIRST_WINDOW..).zip(windows.iter()) {
         let (address, size) = (*address, *size);

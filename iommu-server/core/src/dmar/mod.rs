@@ -3,13 +3,16 @@
 //! [`Dmar::parse`] checks the header, checksum and every structure and device scope length
 //! before anything is handed out, so the accessors cannot fail on the table's shape and nothing
 //! panics on garbage. DRHD (8.3), RMRR (8.4) and ATSR (8.5) are decoded; RHSA, ANDD, SATC,
-//! SIDP and unknown types are skipped by their length.
+//! SIDP and unknown types are skipped by their length. [`topology`] decides which unit
+//! translates which device.
 
 mod scope;
 mod structures;
+pub mod topology;
 
 pub use scope::{BusWalk, DeviceScope, ScopeKind};
 pub use structures::{Atsr, Drhd, RemappingStructure, Rmrr};
+pub use topology::{Topology, TopologyError};
 
 use core::fmt;
 

@@ -27,6 +27,13 @@ pub enum ScopeKind {
 pub trait BusWalk {
     /// Secondary bus number of the bridge at `bridge`, if it is a bridge.
     fn secondary_bus(&mut self, bridge: Bdf) -> Option<u8>;
+
+    /// Secondary ..= subordinate bus of the bridge at `bridge` (PCI-to-PCI Bridge spec 1.2,
+    /// 3.2.5.3-3.2.5.5), if it is a bridge and the walk can read both; `None` by default.
+    fn bus_range(&mut self, bridge: Bdf) -> Option<(u8, u8)> {
+        let _ = bridge;
+        None
+    }
 }
 
 /// One device scope entry.
@@ -78,7 +85,7 @@ impl<'a> DeviceScope<'a> {
             if let Some(bridge) = found {
                 bus = walk.secondary_bus(bridge).ok_or(DmarError::PathNotFound)?;
             }
-            found = Some(Bdf::new(bus, device, function).ok_or(DmarError::InvalidPath)?);
+            found = Some(Bdf::new(bus, device, function).map_err(|_| DmarError::InvalidPath)?);
         }
         found.ok_or(DmarError::InvalidPath)
     }

@@ -1,21 +1,22 @@
 //! Devices and their DMA aliases: quarantine at start, attach to a client domain (with RMRR
-//! identity maps), detach back to quarantine, and who owns a device's faults.
+//! identity maps), detach back to quarantine, and who owns a device's faults. Each requester id
+//! is routed to its unit before anything changes; its context entry is written there.
 
 use super::{
     overlaps_msi_window, ClientId, DeviceRecord, DomainManager, Mapping, QUARANTINE, QUARANTINE_DID,
 };
-use crate::clock::Clock;
 use crate::dma_remapping::ContextEntry;
 use crate::fault::FaultRecord;
 use crate::memory::{FrameAllocator, PhysMemory};
-use crate::registers::VtdRegisters;
-use crate::unit::VtdUnit;
+use crate::units::Units;
 use crate::DomainId;
 use iommu_api::request::DeviceArguments;
 use iommu_api::{Bdf, HostPhys, IoVirt, IommuError, Rights, MAX_ALIASES};
 
 /// A device followed by its aliases.
 type RequesterIds = heapless::Vec<Bdf, { MAX_ALIASES + 1 }>;
+/// Each requester id with the unit that translates it.
+type Routed = heapless::Vec<(Bdf, usize), { MAX_ALIASES + 1 }>;
 
 fn requester_ids(device: Bdf, aliases: &[Bdf]) -> Result<RequesterIds, IommuError> {
     let mut all = RequesterIds::new();
@@ -41,24 +42,28 @@ impl DomainManager {
 
     /// Moves every requester id in `all` to the domain `target` (`did`, `root`), updating records.
     #[allow(clippy::too_many_arguments)] // hardware context plus the target domain's identity
-    fn point_at<R: VtdRegisters, C: Clock, M: PhysMemory>(
+    fn point_at<U: Units, M: PhysMemory>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
-        all: &[Bdf],
+        all: &[(Bdf, usize)],
         primary: Bdf,
         target: u32,
         did: DomainId,
         root: HostPhys,
     ) -> Result<(), IommuError> {
         let entry = ContextEntry::translated(did, root, self.levels);
-        for bdf in all {
+        for (bdf, unit_index) in all {
+            let unit = units
+                .unit(*unit_index)
+                .ok_or(IommuError::UnitNotBroughtUp)?;
             unit.clear_context(memory, *bdf)?;
             unit.set_context(memory, *bdf, &entry)?;
             match self.devices.iter_mut().find(|record| record.bdf == *bdf) {
                 Some(record) => {
                     record.domain = target;
                     record.primary = primary;
+                    record.unit = *unit_index;
                 }
                 None => self
                     .devices
@@ -66,11 +71,32 @@ impl DomainManager {
                         bdf: *bdf,
                         primary,
                         domain: target,
+                        unit: *unit_index,
                     })
                     .map_err(|_| IommuError::DeviceLimitReached)?,
             }
         }
         Ok(())
+    }
+
+    /// Checks every requester id is in the scope and routes it to its (up) unit.
+    fn route<U: Units>(&self, units: &U, all: &[Bdf]) -> Result<Routed, IommuError> {
+        let mut routed = Routed::new();
+        for bdf in all {
+            if !self.scope.contains(*bdf) {
+                return Err(IommuError::UnknownDevice);
+            }
+            let unit = units.route(*bdf)?;
+            routed
+                .push((*bdf, unit))
+                .map_err(|_| IommuError::InvalidAliases)?;
+        }
+        Ok(routed)
+    }
+
+    /// The unit `bdf`'s context entry is in, if it was ever placed.
+    pub fn device_unit(&self, bdf: Bdf) -> Option<usize> {
+        self.record(bdf).map(|record| record.unit)
     }
 
     fn check_new_records(&self, all: &[Bdf]) -> Result<(), IommuError> {
@@ -86,19 +112,17 @@ impl DomainManager {
 
     /// Places a device (and aliases) that no domain holds yet into quarantine (the server does
     /// this for every device it owns at start).
-    pub fn quarantine_device<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn quarantine_device<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         device: Bdf,
         aliases: &[Bdf],
     ) -> Result<(), IommuError> {
         let all = requester_ids(device, aliases)?;
+        let routed = self.route(units, &all)?;
         for bdf in &all {
-            if !self.scope.contains(*bdf) {
-                return Err(IommuError::UnknownDevice);
-            }
             if self
                 .record(*bdf)
                 .is_some_and(|record| record.domain != QUARANTINE || record.primary != device)
@@ -107,13 +131,11 @@ impl DomainManager {
             }
         }
         self.check_new_records(&all)?;
-        for bdf in &all {
-            unit.prepare_bus(memory, frames, bdf.bus())?;
-        }
+        prepare_buses(units, memory, frames, &routed)?;
         self.point_at(
-            unit,
+            units,
             memory,
-            &all,
+            &routed,
             device,
             QUARANTINE,
             QUARANTINE_DID,
@@ -123,9 +145,9 @@ impl DomainManager {
 
     /// Moves a device and its aliases from quarantine into a client domain, identity-mapping
     /// the RMRR regions they need.
-    pub fn attach<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn attach<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         owner: ClientId,
@@ -133,10 +155,8 @@ impl DomainManager {
     ) -> Result<(), IommuError> {
         let index = self.domain_index(owner, request.domain)?;
         let all = requester_ids(request.device, request.aliases())?;
+        let routed = self.route(units, &all)?;
         for bdf in &all {
-            if !self.scope.contains(*bdf) {
-                return Err(IommuError::UnknownDevice);
-            }
             if let Some(record) = self.record(*bdf) {
                 let here = record.domain == request.domain && record.primary == request.device;
                 if record.domain != QUARANTINE && !here {
@@ -178,9 +198,7 @@ impl DomainManager {
         if self.mappings.len() + needed.len() > self.mappings.capacity() {
             return Err(IommuError::MappingLimitReached);
         }
-        for bdf in &all {
-            unit.prepare_bus(memory, frames, bdf.bus())?;
-        }
+        prepare_buses(units, memory, frames, &routed)?;
         let (did, root) = (domain.did, domain.tables.root());
         let domain = self
             .domains
@@ -213,9 +231,9 @@ impl DomainManager {
                 .map_err(|_| IommuError::MappingLimitReached)?;
         }
         self.point_at(
-            unit,
+            units,
             memory,
-            &all,
+            &routed,
             request.device,
             request.domain,
             did,
@@ -224,9 +242,9 @@ impl DomainManager {
     }
 
     /// Moves a device and exactly the aliases it was attached with back to quarantine.
-    pub fn detach<R: VtdRegisters, C: Clock, M: PhysMemory>(
+    pub fn detach<U: Units, M: PhysMemory>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         owner: ClientId,
         request: &DeviceArguments,
@@ -249,11 +267,24 @@ impl DomainManager {
         if !all.iter().all(attached) || recorded != all.len() {
             return Err(IommuError::InvalidAliases);
         }
+        let mut routed = Routed::new();
+        for bdf in &all {
+            let unit = self
+                .record(*bdf)
+                .map(|record| record.unit)
+                .ok_or(IommuError::DeviceNotAttached)?;
+            if units.unit(unit).is_none() {
+                return Err(IommuError::UnitNotBroughtUp);
+            }
+            routed
+                .push((*bdf, unit))
+                .map_err(|_| IommuError::InvalidAliases)?;
+        }
         self.subscribers.retain(|(bdf, _)| !all.contains(bdf));
         self.point_at(
-            unit,
+            units,
             memory,
-            &all,
+            &routed,
             request.device,
             QUARANTINE,
             QUARANTINE_DID,
@@ -293,4 +324,20 @@ impl DomainManager {
         let subscribed = |bdf: Bdf| self.subscribers.contains(&(bdf, owner));
         (subscribed(fault.source) || subscribed(record.primary)).then_some(owner)
     }
+}
+
+/// Makes sure every routed requester id's bus has a context table in its unit.
+fn prepare_buses<U: Units, M: PhysMemory, A: FrameAllocator>(
+    units: &mut U,
+    memory: &mut M,
+    frames: &mut A,
+    routed: &[(Bdf, usize)],
+) -> Result<(), IommuError> {
+    for (bdf, unit_index) in routed {
+        units
+            .unit(*unit_index)
+            .ok_or(IommuError::UnitNotBroughtUp)?
+            .prepare_bus(memory, frames, bdf.bus())?;
+    }
+    Ok(())
 }

@@ -2,18 +2,16 @@
 //! window; unmaps are flushed before they return.
 
 use super::{overlaps_msi_window, ClientId, DomainManager, Mapping};
-use crate::clock::Clock;
 use crate::memory::{is_page_aligned, FrameAllocator, PhysMemory};
-use crate::registers::VtdRegisters;
-use crate::unit::VtdUnit;
+use crate::units::Units;
 use iommu_api::request::MapArguments;
 use iommu_api::{IoVirt, IommuError};
 
 impl DomainManager {
     /// Maps part of a delegation into a client domain.
-    pub fn map<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn map<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         owner: ClientId,
@@ -83,8 +81,20 @@ impl DomainManager {
             rights: request.rights,
             memory: Some(request.memory),
         };
-        if let Err(error) = unit.after_map(memory, did, request.iova, request.size) {
-            let _ = domain.tables.unmap(memory, request.iova, request.size);
+        let mut result = Ok(());
+        for unit_index in self.flush_targets(units, request.domain).iter() {
+            result = match units.unit(unit_index) {
+                Some(unit) => unit.after_map(memory, did, request.iova, request.size),
+                None => Err(IommuError::UnitNotBroughtUp),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(error) = result {
+            if let Some(domain) = self.domains.get_mut(index) {
+                let _ = domain.tables.unmap(memory, request.iova, request.size);
+            }
             return Err(error);
         }
         self.mappings
@@ -95,9 +105,9 @@ impl DomainManager {
     /// Removes exactly one mapping the caller made, flushes the domain's IOTLB and releases
     /// the tables the unmap emptied. Once this returns `Ok`, no device can reach the memory.
     #[allow(clippy::too_many_arguments)] // the unit's context plus the request's three fields
-    pub fn unmap<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn unmap<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         owner: ClientId,
@@ -116,12 +126,12 @@ impl DomainManager {
                     && mapping.memory.is_some()
             })
             .ok_or(IommuError::NotMapped)?;
-        self.unmap_at(unit, memory, frames, index, position)
+        self.unmap_at(units, memory, frames, index, position)
     }
 
-    fn unmap_at<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    fn unmap_at<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         domain_index: usize,
@@ -133,19 +143,22 @@ impl DomainManager {
             .get_mut(domain_index)
             .ok_or(IommuError::UnknownDomain)?;
         domain.tables.unmap(memory, mapping.iova, mapping.size)?;
+        let did = domain.did;
         self.mappings.swap_remove(position);
-        let flushed = unit.flush_domain(memory, domain.did)?;
-        domain
-            .tables
-            .release_freed_tables(&flushed, domain.did, frames)?;
+        let flushed = self.flush_domain(units, memory, mapping.domain, did)?;
+        let domain = self
+            .domains
+            .get_mut(domain_index)
+            .ok_or(IommuError::UnknownDomain)?;
+        domain.tables.release_freed_tables(&flushed, did, frames)?;
         Ok(())
     }
 
     /// The kernel revoked a delegation: unmap (and flush) everything mapped from it, then
     /// forget it.
-    pub fn revoke_delegation<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn revoke_delegation<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         owner: ClientId,
@@ -171,7 +184,7 @@ impl DomainManager {
                 .iter()
                 .position(|domain| domain.handle == domain_handle)
                 .ok_or(IommuError::UnknownDomain)?;
-            self.unmap_at(unit, memory, frames, domain_index, mapping_position)?;
+            self.unmap_at(units, memory, frames, domain_index, mapping_position)?;
         }
         self.delegations.swap_remove(position);
         Ok(())

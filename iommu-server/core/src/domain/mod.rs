@@ -1,7 +1,13 @@
-//! The server's DMA policy on one remapping unit: domains owned by clients, memory clients
-//! delegated (the kernel validated it), mappings only within that memory and its rights, devices
-//! and their DMA aliases moving between a quarantine domain and client domains, RMRR identity
-//! maps, fault routing to device owners. The MSI window is never mapped.
+//! The server's DMA policy over its remapping units ([`crate::units::Units`]): domains owned by
+//! clients, memory clients delegated (the kernel validated it), mappings only within that
+//! memory and its rights, devices and their DMA aliases moving between a quarantine domain and
+//! client domains, RMRR identity maps, fault routing to device owners. The MSI window is never
+//! mapped.
+//!
+//! Each requester id's context entry lives in the unit that translates it (routed by the
+//! DMAR's device scopes). A domain is one page-table tree and one domain id, pointed at by
+//! context entries in every unit its devices sit behind; map and unmap invalidate each of those
+//! units (a domain with no device anywhere is flushed on every up unit when tables are freed).
 //!
 //! Every operation validates the whole request first; a rejected request changes nothing.
 
@@ -10,10 +16,11 @@ mod mapping;
 pub mod quarantine;
 
 use crate::dma_remapping::SecondLevelTable;
+use crate::invalidation::IotlbFlushed;
 use crate::memory::{is_page_aligned, FrameAllocator, PhysMemory};
 use crate::registers::capability::PagingLevels;
-use crate::unit::VtdUnit;
-use crate::{clock::Clock, registers::VtdRegisters, DomainId};
+use crate::units::{UnitMask, Units};
+use crate::DomainId;
 use iommu_api::{
     Bdf, DelegatedMemory, HostPhys, IoVirt, IommuError, Rights, MSI_WINDOW_BASE, MSI_WINDOW_LAST,
 };
@@ -104,6 +111,8 @@ struct DeviceRecord {
     /// The device this requester id belongs to (itself, or the device it is an alias of).
     primary: Bdf,
     domain: u32,
+    /// The unit whose context table holds its entry.
+    unit: usize,
 }
 
 /// The domain manager of one unit.
@@ -130,9 +139,10 @@ pub fn overlaps_msi_window(start: u64, size: u64) -> bool {
 }
 
 impl DomainManager {
-    /// Builds the quarantine domain's tables for `unit` and starts with no client domains.
-    pub fn new<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
-        unit: &VtdUnit<R, C>,
+    /// Builds the quarantine domain's tables for `units` (shared by all of them) and starts
+    /// with no client domains.
+    pub fn new<U: Units, M: PhysMemory, A: FrameAllocator>(
+        units: &U,
         memory: &mut M,
         frames: &mut A,
         scope: DeviceScope,
@@ -149,15 +159,16 @@ impl DomainManager {
                 .push(*region)
                 .map_err(|_| IommuError::DeviceLimitReached)?;
         }
-        let levels = unit.config().levels;
+        let parameters = units.parameters();
+        let levels = parameters.levels;
         let quarantine_root =
             quarantine::build_quarantine_tables(memory, frames, levels, quarantine)?;
         Ok(Self {
             domains: heapless::Vec::new(),
             quarantine_root,
             levels,
-            large_pages: unit.config().large_pages,
-            domain_count: unit.config().domain_count,
+            large_pages: parameters.large_pages,
+            domain_count: parameters.domain_count,
             mappings: heapless::Vec::new(),
             delegations: heapless::Vec::new(),
             devices: heapless::Vec::new(),
@@ -231,10 +242,49 @@ impl DomainManager {
         Ok(handle)
     }
 
+    /// The units holding a context entry that points at domain `handle`.
+    pub fn attached_units(&self, handle: u32) -> UnitMask {
+        let mut mask = UnitMask::default();
+        for record in self.devices.iter().filter(|record| record.domain == handle) {
+            mask.insert(record.unit);
+        }
+        mask
+    }
+
+    /// The units a change to domain `handle`'s tables must be announced to: those it is
+    /// attached to, or every up unit when it is attached nowhere.
+    fn flush_targets<U: Units>(&self, units: &U, handle: u32) -> UnitMask {
+        let targets = self.attached_units(handle);
+        if targets.is_empty() {
+            units.up()
+        } else {
+            targets
+        }
+    }
+
+    /// Domain-selective IOTLB invalidation of `did` on every unit `handle` is attached to, or on
+    /// every up unit when it is attached nowhere (so freed tables are released only after a
+    /// hardware flush). Returns the last unit's proof.
+    fn flush_domain<U: Units, M: PhysMemory>(
+        &self,
+        units: &mut U,
+        memory: &mut M,
+        handle: u32,
+        did: DomainId,
+    ) -> Result<IotlbFlushed, IommuError> {
+        let targets = self.flush_targets(units, handle);
+        let mut proof = Err(IommuError::UnsupportedHardware);
+        for index in targets.iter() {
+            let unit = units.unit(index).ok_or(IommuError::UnitNotBroughtUp)?;
+            proof = Ok(unit.flush_domain(memory, did)?);
+        }
+        proof
+    }
+
     /// Destroys a domain without devices: flushes its IOTLB entries, then frees its tables.
-    pub fn destroy_domain<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
+    pub fn destroy_domain<U: Units, M: PhysMemory, A: FrameAllocator>(
         &mut self,
-        unit: &mut VtdUnit<R, C>,
+        units: &mut U,
         memory: &mut M,
         frames: &mut A,
         owner: ClientId,
@@ -249,7 +299,7 @@ impl DomainManager {
             .get(index)
             .map(|domain| domain.did)
             .ok_or(IommuError::UnknownDomain)?;
-        let flushed = unit.flush_domain(memory, did)?;
+        let flushed = self.flush_domain(units, memory, handle, did)?;
         let domain = self.domains.swap_remove(index);
         self.mappings.retain(|mapping| mapping.domain != handle);
         domain.tables.destroy(memory, &flushed, did, frames)

@@ -129,6 +129,19 @@ impl IrteTable {
         Ok(index as u16)
     }
 
+    /// Reserves entry `handle` for `owner` (a handle the caller chose, e.g. from a handle space
+    /// shared by several units); refused if it is out of range or taken.
+    pub fn reserve(&mut self, owner: Owner, handle: u16) -> Result<(), IommuError> {
+        match self.owners.get_mut(usize::from(handle)) {
+            Some(slot @ None) => {
+                *slot = Some(owner);
+                Ok(())
+            }
+            Some(Some(_)) => Err(IommuError::NotOwner),
+            None => Err(IommuError::UnknownIrte),
+        }
+    }
+
     fn check_owner(&self, owner: Owner, handle: u16) -> Result<(), IommuError> {
         match self.owners.get(usize::from(handle)) {
             Some(Some(holder)) if *holder == owner => Ok(()),

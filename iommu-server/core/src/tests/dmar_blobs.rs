@@ -2,69 +2,10 @@
 
 use super::bdf;
 use crate::dmar::{BusWalk, Dmar, DmarError, RemappingStructure, ScopeKind};
+use crate::fake::dmar::{drhd, rmrr, scope, structure, table};
 use iommu_api::{Bdf, HostPhys};
 use proptest::prelude::*;
 use std::vec::Vec;
-
-fn scope(kind: u8, enumeration_id: u8, start_bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
-    let mut bytes = std::vec![
-        kind,
-        (6 + 2 * path.len()) as u8,
-        0,
-        0,
-        enumeration_id,
-        start_bus
-    ];
-    for (device, function) in path {
-        bytes.extend([*device, *function]);
-    }
-    bytes
-}
-
-fn structure(kind: u16, fixed: &[u8], scopes: &[Vec<u8>]) -> Vec<u8> {
-    let length = 4 + fixed.len() + scopes.iter().map(Vec::len).sum::<usize>();
-    let mut bytes = Vec::new();
-    bytes.extend(kind.to_le_bytes());
-    bytes.extend((length as u16).to_le_bytes());
-    bytes.extend(fixed);
-    for scope in scopes {
-        bytes.extend(scope);
-    }
-    bytes
-}
-
-fn drhd(flags: u8, base: u64, scopes: &[Vec<u8>]) -> Vec<u8> {
-    let mut fixed = std::vec![flags, 0];
-    fixed.extend(0u16.to_le_bytes());
-    fixed.extend(base.to_le_bytes());
-    structure(0, &fixed, scopes)
-}
-
-fn rmrr(base: u64, limit: u64, scopes: &[Vec<u8>]) -> Vec<u8> {
-    let mut fixed = std::vec![0, 0, 0, 0];
-    fixed.extend(base.to_le_bytes());
-    fixed.extend(limit.to_le_bytes());
-    structure(1, &fixed, scopes)
-}
-
-fn table(host_address_width: u8, flags: u8, structures: &[Vec<u8>]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend(b"DMAR");
-    bytes.extend(0u32.to_le_bytes());
-    bytes.extend([1, 0]); // revision, checksum
-    bytes.extend(b"BOCHS BXPC    ");
-    bytes.extend([0; 12]);
-    bytes.extend([host_address_width - 1, flags]);
-    bytes.extend([0; 10]);
-    for structure in structures {
-        bytes.extend(structure);
-    }
-    let length = bytes.len() as u32;
-    bytes[4..8].copy_from_slice(&length.to_le_bytes());
-    let sum = bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
-    bytes[9] = 0u8.wrapping_sub(sum);
-    bytes
-}
 
 /// QEMU 7.2 q35 with intel-iommu,intremap=on: explicit scopes, IOAPIC at 255:00.0.
 pub fn qemu_dmar() -> Vec<u8> {
@@ -272,6 +213,10 @@ fn malformed_tables_are_refused() {
 
 fn exercise(bytes: &[u8]) {
     if let Ok(dmar) = Dmar::parse(bytes) {
+        if let Ok(units) = crate::dmar::Topology::from_dmar(&dmar, &mut Topology) {
+            assert!(!units.units().is_empty());
+            let _ = units.unit_of(bdf(4, 0, 0));
+        }
         for structure in dmar.structures() {
             if let RemappingStructure::Drhd(drhd) = structure {
                 for scope in drhd.scopes() {

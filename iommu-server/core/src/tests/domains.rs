@@ -100,8 +100,8 @@ impl Server {
 }
 
 const NIC: Bdf = match Bdf::new(0, 3, 0) {
-    Some(bdf) => bdf,
-    None => Bdf(0),
+    Ok(bdf) => bdf,
+    Err(_) => Bdf(0),
 };
 
 #[test]

@@ -6,6 +6,8 @@ mod domains;
 mod faults;
 mod interrupts;
 mod model;
+mod multi_unit;
+mod topology;
 mod unit;
 
 use crate::domain::{ClientId, DeviceScope, DomainManager, QuarantineMode, ReservedRegion};

@@ -202,3 +202,76 @@ fn a_failed_dma_check_fails_the_boot_with_the_guest_code() {
     assert_eq!(code, 13, "{log}");
     assert!(log.contains("init: guest 0 FAILED (status 0x4"), "{log}");
 }
+
+/// A DMAR with DRHDs at `bases` (VT-d spec 8.3: type 0, length 16, flags, size, segment,
+/// register base), no device scopes.
+fn dmar_with_units(bases: &[u64]) -> Vec<u8> {
+    let mut bytes = b"DMAR".to_vec();
+    bytes.resize(48, 0);
+    for base in bases {
+        bytes.extend(0u16.to_le_bytes());
+        bytes.extend(16u16.to_le_bytes());
+        bytes.extend([0, 0, 0, 0]);
+        bytes.extend(base.to_le_bytes());
+    }
+    let length = bytes.len() as u32;
+    bytes[4..8].copy_from_slice(&length.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn the_iommu_server_gets_one_register_page_per_drhd_unit() {
+    let mut fixture = fixture();
+    let further = 0xfed9_1000;
+    let outside = 0x1_0000_0000;
+    let table = dmar_with_units(&[crate::tests::DMAR, further, outside]);
+    let at = (DMAR_TABLE + 0x10) as usize;
+    fixture.physical[at..at + table.len()].copy_from_slice(&table);
+    fixture.boot.dmar_length = table.len() as u64;
+    let (kernel, code, log) = run_with_report(&fixture, 0);
+    assert_eq!(code, 0, "{log}");
+    let iommu = kernel.table(kernel.domain_named("iommu").unwrap());
+    assert_eq!(
+        kernel.objects[iommu[&9].object],
+        Object::Memory {
+            base: further,
+            size: 4096
+        },
+        "unit 1's page at selector 9"
+    );
+    assert_eq!(
+        iommu[&9].rights,
+        (MemoryRights::READ | MemoryRights::WRITE).bits()
+    );
+    assert!(!iommu.contains_key(&10), "unit 2 is outside device memory");
+    assert!(
+        log.contains("init: DRHD unit 2 at 0x100000000 is not in device memory"),
+        "{log}"
+    );
+    let pci = kernel.table(kernel.domain_named("pci").unwrap());
+    for entry in pci.iter().filter(|(selector, _)| **selector >= 6) {
+        if let Object::Memory { base, size } = kernel.objects[entry.1.object] {
+            assert!(
+                further + 4096 <= base || base + size <= further,
+                "no device window of the pci-server covers unit 1's registers"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_or_inconsistent_dmar_hands_out_only_the_kernels_unit() {
+    let mut fixture = fixture();
+    let table = dmar_with_units(&[0xfed9_2000, 0xfed9_1000]);
+    let at = (DMAR_TABLE + 0x10) as usize;
+    fixture.physical[at..at + table.len()].copy_from_slice(&table);
+    fixture.boot.dmar_length = table.len() as u64;
+    let (kernel, code, log) = run_with_report(&fixture, 0);
+    assert_eq!(code, 0, "{log}");
+    let iommu = kernel.table(kernel.domain_named("iommu").unwrap());
+    assert!(iommu.contains_key(&3));
+    assert!(
+        !iommu.contains_key(&9),
+        "the table's first unit is not the kernel's: only the kernel's is trusted"
+    );
+}
