@@ -38,7 +38,7 @@ pub fn device_request_without(
 ) -> Option<DeviceRequest> {
     let mut request = DeviceRequest {
         domain,
-        device: iommu_api::Bdf(device.bdf.requester_id()),
+        device: device.bdf,
         ..DeviceRequest::default()
     };
     let aliases = device
@@ -46,7 +46,7 @@ pub fn device_request_without(
         .iter()
         .filter(|id| **id != device.bdf && !skip(**id));
     for (slot, alias) in request.aliases.iter_mut().zip(aliases.clone()) {
-        *slot = iommu_api::Bdf(alias.requester_id());
+        *slot = *alias;
     }
     let count = aliases.count();
     if count > IOMMU_MAX_ALIASES {

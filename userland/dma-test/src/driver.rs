@@ -236,7 +236,7 @@ fn set_up(mut servers: Servers, device: Bdf, line: u32) -> Result<Driver, Failur
     sys::create_notification(FAULT_NOTIFICATION).map_err(kernel)?;
     sys::create_notification(SLEEP).map_err(kernel)?;
     let subscribe = SubscribeFaultsRequest {
-        device: iommu_api::Bdf(device.requester_id()),
+        device,
         reserved: 0,
     };
     servers.iommu(
@@ -508,7 +508,7 @@ pub(crate) fn irte_for_line(driver: &mut Driver) -> Result<(u16, MsiMessageReply
     let vector = LINE_VECTOR_BASE + u64::from(driver.line);
     let program = ProgramIrteRequest {
         handle,
-        source_id: iommu_api::Bdf(driver.device.requester_id()),
+        source_id: driver.device,
         source_validation: 1,
         vector: u8::try_from(vector).map_err(|_| "line out of range")?,
         ..Default::default()
