@@ -76,6 +76,9 @@ pub fn encode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
 ) -> Result<usize, ExitError> {
     let header = decode_header(vmcb, saved, features)?;
     let mtd = requested.union(BASE_STATE);
+    if mtd == BASE_STATE {
+        return encode_base(vmcb, saved, &header, out);
+    }
     *out.first_chunk_mut::<EXIT_HEADER_WORDS>()
         .unwrap_or(&mut [0; EXIT_HEADER_WORDS]) = exit_header_words(
         &header.reason,
@@ -165,6 +168,78 @@ pub fn encode_exit<B: Borrow<[u8; VMCB_SIZE]>>(
         words.put(vmcb.read(VmcbField::TSC_OFFSET));
     }
     Ok(words.position)
+}
+
+/// [`encode_exit`] for exactly [`BASE_STATE`] (what the kernel asks for): the same words, each
+/// at its fixed offset, so no position is computed or bounds-checked at run time.
+fn encode_base<B: Borrow<[u8; VMCB_SIZE]>>(
+    vmcb: &Vmcb<B>,
+    saved: &SavedRegisters,
+    header: &ExitHeader,
+    out: &mut [u64; MAX_EXIT_WORDS],
+) -> Result<usize, ExitError> {
+    const H: usize = EXIT_HEADER_WORDS;
+    const _: () = assert!(H + BASE_STATE.words() <= MAX_EXIT_WORDS);
+    // The pending event is the only group that can fail: decode it first.
+    let pending = pending_event(vmcb)?.map_or(0, Event::to_word);
+    let [h0, h1, h2, h3, h4, h5] = exit_header_words(
+        &header.reason,
+        header.instruction_length,
+        header.hardware_exit_code,
+        BASE_STATE,
+    );
+    const _: () = assert!(EXIT_HEADER_WORDS == 6);
+    let gpr = &saved.gpr;
+    let cs = read_segment(vmcb, VmcbSegment::Cs);
+    let ss = read_segment(vmcb, VmcbSegment::Ss);
+    const COUNT: usize = H + BASE_STATE.words();
+    let Some(slots) = out.first_chunk_mut::<COUNT>() else {
+        // Unreachable: COUNT <= MAX_EXIT_WORDS (checked above at compile time).
+        return Ok(0);
+    };
+    slots[0] = h0;
+    slots[1] = h1;
+    slots[2] = h2;
+    slots[3] = h3;
+    slots[4] = h4;
+    slots[5] = h5;
+    // GPR_ACDB, GPR_BSD, GPR_R8_R15
+    slots[6] = vmcb.read(VmcbField::RAX);
+    slots[7] = gpr.get(Gpr::Rcx);
+    slots[8] = gpr.get(Gpr::Rdx);
+    slots[9] = gpr.get(Gpr::Rbx);
+    slots[10] = gpr.get(Gpr::Rbp);
+    slots[11] = gpr.get(Gpr::Rsi);
+    slots[12] = gpr.get(Gpr::Rdi);
+    slots[13] = gpr.get(Gpr::R8);
+    slots[14] = gpr.get(Gpr::R9);
+    slots[15] = gpr.get(Gpr::R10);
+    slots[16] = gpr.get(Gpr::R11);
+    slots[17] = gpr.get(Gpr::R12);
+    slots[18] = gpr.get(Gpr::R13);
+    slots[19] = gpr.get(Gpr::R14);
+    slots[20] = gpr.get(Gpr::R15);
+    // RSP, RIP, RFLAGS
+    slots[21] = vmcb.read(VmcbField::RSP);
+    slots[22] = vmcb.read(VmcbField::RIP);
+    slots[23] = vmcb.read(VmcbField::RFLAGS);
+    // CONTROL_REGISTERS
+    slots[24] = vmcb.read(VmcbField::CR0);
+    slots[25] = vmcb.read(VmcbField::CR2);
+    slots[26] = vmcb.read(VmcbField::CR3);
+    slots[27] = vmcb.read(VmcbField::CR4);
+    // EFER
+    slots[28] = vmcb.read(VmcbField::EFER) & !EFER_SVME;
+    // SEGMENT_CS_SS
+    slots[29] = segment_word(cs.selector, cs.attributes, cs.limit);
+    slots[30] = cs.base;
+    slots[31] = segment_word(ss.selector, ss.attributes, ss.limit);
+    slots[32] = ss.base;
+    // INTERRUPT_STATE, PENDING_EVENT
+    slots[33] = interrupt_state_word(interruptibility(vmcb), ActivityState::Active);
+    slots[34] = pending;
+    const _: () = assert!(COUNT == 35);
+    Ok(COUNT)
 }
 
 fn interruptibility<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Interruptibility {
