@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod bus;
 pub mod cpuid;
 pub mod debug_exit;
+pub mod fixed_length;
 pub mod memory;
 pub mod mmio;
 pub mod msr;
