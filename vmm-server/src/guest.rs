@@ -196,11 +196,10 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
         guest.cmdline
     );
 
-    let mut reply = start_state();
     let mut exits = 0u64;
     // With the guest's benchmark mode: the VMM's own instructions per CPUID exit (from the
-    // return of vcpu_run to the next call, so including the reply's encoding at the top of the
-    // loop), so `cargo xtask bench` can show the kernel's share.
+    // return of vcpu_run to the next call, so including the reply's encoding), so `cargo xtask
+    // bench` can show the kernel's share.
     let benchmark = guest
         .cmdline
         .split_whitespace()
@@ -210,11 +209,8 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
     let mut measuring: Option<u64> = None;
     // One exit message for the whole run, decoded in place from the UTCB each time.
     let mut exit = empty_exit();
+    send(buffer, &start_state());
     loop {
-        // The reply goes straight into the UTCB; a reply that cannot be encoded (it never
-        // happens: vmm-core writes no pending-event group and 64 words hold every reply) is sent
-        // as an empty message, which changes nothing.
-        let _ = buffer.write_words(0, |words| reply.to_words(words));
         if let Some(returned) = measuring.take() {
             cpuid_exits += 1;
             vmm_instructions += timestamp().wrapping_sub(returned);
@@ -243,15 +239,10 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
         if benchmark && exit.reason == ExitReason::Cpuid {
             measuring = Some(returned);
         }
-        match action {
-            ExitAction::Resume(next) => reply = next,
-            ExitAction::WaitForInterrupt => {
-                reply = Reply {
-                    state: VcpuState::default(),
-                    inject: None,
-                    request_interrupt_window: false,
-                }
-            }
+        match &action {
+            ExitAction::Resume(next) => send(buffer, next),
+            // Not reached (the loop above waits until the action changes); resumes unchanged.
+            ExitAction::WaitForInterrupt => send(buffer, &Reply::default()),
             ExitAction::Stop(report) => {
                 log!("vmm-server: guest {name} stopped: {} (rip {:#x}, last exit {:?}, {exits} exits)", report.reason, report.rip, report.last_exit);
                 if benchmark && cpuid_exits > 0 {
@@ -268,6 +259,13 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
             }
         }
     }
+}
+
+/// Puts `reply` in the UTCB as the input of the next `vcpu_run`, encoded in place. A reply that
+/// cannot be encoded (it never happens: vmm-core writes no pending-event group and 64 words
+/// hold every reply) goes as an empty message, which changes nothing.
+fn send(buffer: &mut MessageBuffer, reply: &Reply) {
+    let _ = buffer.write_words(0, |words| reply.to_words(words));
 }
 
 /// The time-stamp counter (instructions retired under QEMU -icount and Bochs).
