@@ -161,9 +161,17 @@ impl<H: HostCpuid> Vmm<H> {
 
     /// Takes the console lines produced so far: guest output as `[name] text` and VMM
     /// diagnostics as `[name] vmm: ...`.
+    /// (Without lines, the usual case per exit, nothing is drained or allocated.)
     pub fn take_console_lines(&mut self) -> Vec<String> {
         match self.console.try_borrow_mut() {
-            Ok(mut console) => console.sink_mut().drain(..).collect(),
+            Ok(mut console) => {
+                let lines = console.sink_mut();
+                if lines.is_empty() {
+                    Vec::new()
+                } else {
+                    lines.drain(..).collect()
+                }
+            }
             Err(_) => Vec::new(),
         }
     }
