@@ -208,6 +208,10 @@ impl<H: HostCpuid> Vmm<H> {
     }
 
     fn report_unhandled(&mut self) {
+        // Nearly every exit has nothing to report: then nothing is taken.
+        if !self.io_bus.has_unhandled() && !self.mmio_bus.has_unhandled() {
+            return;
+        }
         for bus in [BusKind::Port, BusKind::Mmio] {
             let (log, dropped) = match bus {
                 BusKind::Port => self.io_bus.take_unhandled(),
