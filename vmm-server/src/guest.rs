@@ -6,12 +6,14 @@ use alloc::string::String;
 use kernel_core::elf::Executable;
 use sluice_rt::abi::syscall::{MemoryRights, Selector, Status};
 use sluice_rt::abi::vcpu::{
-    ExitMessage, ExitReason, GuestPhys, Mtd, Reply, Segment, SegmentAttributes, VcpuState,
+    ExitReason, GuestPhys, Mtd, Reply, Segment, SegmentAttributes, VcpuState,
 };
-use sluice_rt::message::Message;
 use sluice_rt::utcb::MessageBuffer;
 use sluice_rt::{log, sys};
-use vmm_core::{CpuidValues, ExitAction, GuestMemory, HostCpuid, MemoryError, Vmm, VmmConfig};
+use vmm_core::{
+    decode_exit_into, empty_exit, CpuidValues, ExitAction, GuestMemory, HostCpuid, MemoryError,
+    Vmm, VmmConfig,
+};
 
 /// Selectors init gives a vmm-server that runs a guest (see main.rs).
 pub const GUEST_RAM: Selector = Selector(4);
@@ -194,11 +196,10 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
         guest.cmdline
     );
 
-    let mut reply = start_state();
     let mut exits = 0u64;
     // With the guest's benchmark mode: the VMM's own instructions per CPUID exit (from the
-    // return of vcpu_run to the next call, so including the reply's encoding at the top of the
-    // loop), so `cargo xtask bench` can show the kernel's share.
+    // return of vcpu_run to the next call, so including the reply's encoding), so `cargo xtask
+    // bench` can show the kernel's share.
     let benchmark = guest
         .cmdline
         .split_whitespace()
@@ -206,21 +207,19 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
     let (mut cpuid_exits, mut vmm_instructions) = (0u64, 0u64);
     // When the last exit was a CPUID exit: when its vcpu_run returned.
     let mut measuring: Option<u64> = None;
+    // One exit message for the whole run, decoded in place from the UTCB each time.
+    let mut exit = empty_exit();
+    send(buffer, &start_state());
     loop {
-        let mut words = [0u64; 64];
-        let count = reply.to_words(&mut words).unwrap_or(0);
-        let message = Message::with_words(0, &words[..count]).unwrap_or(Message::new(0));
-        buffer.write_message(&message);
         if let Some(returned) = measuring.take() {
             cpuid_exits += 1;
             vmm_instructions += timestamp().wrapping_sub(returned);
         }
         sys::vcpu_run(VCPU).map_err(kernel("vcpu_run"))?;
         let returned = timestamp();
-        let exit_words = buffer
-            .read_message()
-            .map_err(kernel("read the exit message"))?;
-        let exit = ExitMessage::from_words(exit_words.words())
+        buffer
+            .read_words(|_, words| decode_exit_into(words, &mut exit))
+            .map_err(kernel("read the exit message"))?
             .map_err(|_| GuestError::Kernel("decode the exit message", Status::InvalidArgument))?;
         exits += 1;
         if exit.reason == ExitReason::Preempted {
@@ -240,15 +239,10 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
         if benchmark && exit.reason == ExitReason::Cpuid {
             measuring = Some(returned);
         }
-        match action {
-            ExitAction::Resume(next) => reply = next,
-            ExitAction::WaitForInterrupt => {
-                reply = Reply {
-                    state: VcpuState::default(),
-                    inject: None,
-                    request_interrupt_window: false,
-                }
-            }
+        match &action {
+            ExitAction::Resume(next) => send(buffer, next),
+            // Not reached (the loop above waits until the action changes); resumes unchanged.
+            ExitAction::WaitForInterrupt => send(buffer, &Reply::default()),
             ExitAction::Stop(report) => {
                 log!("vmm-server: guest {name} stopped: {} (rip {:#x}, last exit {:?}, {exits} exits)", report.reason, report.rip, report.last_exit);
                 if benchmark && cpuid_exits > 0 {
@@ -265,6 +259,13 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
             }
         }
     }
+}
+
+/// Puts `reply` in the UTCB as the input of the next `vcpu_run`, encoded in place. A reply that
+/// cannot be encoded (it never happens: vmm-core writes no pending-event group and 64 words
+/// hold every reply) goes as an empty message, which changes nothing.
+fn send(buffer: &mut MessageBuffer, reply: &Reply) {
+    let _ = buffer.write_words(0, |words| reply.to_words(words));
 }
 
 /// The time-stamp counter (instructions retired under QEMU -icount and Bochs).

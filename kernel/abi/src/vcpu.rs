@@ -1139,6 +1139,42 @@ impl ExitMessage {
             state,
         })
     }
+
+    /// Decodes a message into `self` without building a new one (no zeroing or moving of the
+    /// whole state), for a VMM that keeps one exit across its run loop: the same checks as
+    /// [`ExitMessage::from_words`], and on success `reason`, `instruction_length`,
+    /// `hardware_exit_code`, `state.mtd` and the groups `mtd` names are what `from_words`
+    /// returns; fields of groups not in `mtd` keep their old values (a consumer must read only
+    /// the groups `state.mtd` names). On error `self` is partly written and must not be used.
+    pub fn decode_into(&mut self, words: &[u64]) -> Result<(), DecodeError> {
+        let Some(&[head, hardware_exit_code, first, second, third, mtd]) =
+            words.first_chunk::<EXIT_HEADER_WORDS>()
+        else {
+            return Err(DecodeError::Truncated {
+                needed: EXIT_HEADER_WORDS,
+                available: words.len(),
+            });
+        };
+        version_of(head)?;
+        if head >> 56 != 0 {
+            return Err(DecodeError::ReservedBits("exit header"));
+        }
+        let length = (head >> 48) as u8;
+        let instruction_length = match length {
+            0 => None,
+            n => Some(InstructionLength::new(n).ok_or(DecodeError::BadInstructionLength(n))?),
+        };
+        let mtd = mtd_of(mtd)?;
+        check_length(EXIT_HEADER_WORDS + mtd.words(), words.len())?;
+        self.reason = ExitReason::from_payload(head as u32, [first, second, third])?;
+        self.instruction_length = instruction_length;
+        self.hardware_exit_code = hardware_exit_code;
+        let mut reader = Reader {
+            words,
+            position: EXIT_HEADER_WORDS,
+        };
+        VcpuState::decode_groups_into(&mut self.state, mtd, &mut reader)
+    }
 }
 
 /// Encodes the exit message made of these parts into `out`, returning the number of words
@@ -1418,6 +1454,63 @@ mod tests {
                 Err(error) => assert_eq!(reused, Err(error), "words {words:x?}"),
             }
         }
+    }
+
+    #[test]
+    fn decode_into_a_used_exit_matches_from_words() {
+        // Exits decoded into one that already holds another decoded exit (with every group
+        // set) must re-encode to the same words as a fresh `from_words`, and malformed ones must
+        // fail with the same error (vmm-core adds proptest cases over arbitrary words).
+        let full = sample_exit();
+        let mut seed = 0x0fed_cba9_8765_4321u64;
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut scratch = full;
+            let mtd = Mtd(next_random(&mut seed) & Mtd::ALL.bits());
+            let mut words = [0u64; MAX_EXIT_WORDS + 1];
+            let (code, payload) = match round % 5 {
+                0 => (3, [0, 0, 0]),
+                1 => (1, [0x3f8 | 1 << 16 | 1 << 24, 0, 0]),
+                2 => (2, [0xfe00_0000, 1, 0]),
+                3 => (8, [14 | 1 << 8, 2, 0]),
+                _ => (5, [0x10, 7, 0]),
+            };
+            let length_byte = next_random(&mut seed) % 3;
+            words[0] = code | u64::from(FORMAT_VERSION) << 32 | length_byte << 48;
+            words[1] = next_random(&mut seed);
+            words[2..5].copy_from_slice(&payload);
+            words[5] = mtd.bits();
+            let mut length = EXIT_HEADER_WORDS + mtd.words();
+            for word in &mut words[EXIT_HEADER_WORDS..length] {
+                *word = next_random(&mut seed) & 0x0000_0000_0fff_0003;
+            }
+            // Sometimes corrupt one word or the length.
+            match round % 7 {
+                0 => {
+                    let index = (next_random(&mut seed) as usize) % length;
+                    words[index] ^= 1 << (next_random(&mut seed) % 64);
+                }
+                1 => length = length.saturating_sub(1),
+                2 => length += 1,
+                _ => {}
+            }
+            let words = &words[..length];
+            match ExitMessage::from_words(words) {
+                Ok(fresh) => {
+                    accepted += 1;
+                    assert_eq!(scratch.decode_into(words), Ok(()), "words {words:x?}");
+                    let (mut a, mut b) = ([0u64; MAX_EXIT_WORDS], [0u64; MAX_EXIT_WORDS]);
+                    assert_eq!(fresh.to_words(&mut a), scratch.to_words(&mut b));
+                    assert_eq!(a, b);
+                    assert_eq!(fresh.reason, scratch.reason);
+                    assert_eq!(fresh.instruction_length, scratch.instruction_length);
+                    assert_eq!(fresh.hardware_exit_code, scratch.hardware_exit_code);
+                    assert_eq!(fresh.state.mtd, scratch.state.mtd);
+                }
+                Err(error) => assert_eq!(scratch.decode_into(words), Err(error)),
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} accepted");
     }
 
     #[test]

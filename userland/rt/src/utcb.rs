@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_abi::ipc::{ReceiveWindow, Utcb};
+use sluice_abi::ipc::{MessageTag, ReceiveWindow, Utcb, MAX_UNTYPED_WORDS};
 use sluice_abi::syscall::{Selector, Status};
 
 use crate::message::Message;
@@ -92,6 +92,42 @@ impl MessageBuffer {
             .map_err(|_| Status::Overflow)
     }
 
+    /// Writes a message of words only, filled in place: `fill` gets the UTCB's whole untyped
+    /// area and returns how many words it wrote (or an error). The tag then says `label`, that
+    /// many words (at most [`MAX_UNTYPED_WORDS`]) and no transfer items: the UTCB holds what
+    /// [`MessageBuffer::write_message`] of `Message::with_words(label, &words[..count])` would
+    /// leave, without building the message or a zeroed copy of the words first. When `fill`
+    /// fails the tag says `label` and no words (the area may be partly written; nothing reads
+    /// it) and the error is returned.
+    pub fn write_words<E>(
+        &mut self,
+        label: u32,
+        fill: impl FnOnce(&mut [u64; MAX_UNTYPED_WORDS]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        self.with(|utcb| {
+            let result = fill(&mut utcb.untyped).map(|count| count.min(MAX_UNTYPED_WORDS));
+            utcb.tag = MessageTag {
+                label,
+                // At most MAX_UNTYPED_WORDS (64).
+                untyped_words: *result.as_ref().unwrap_or(&0) as u16,
+                transfer_items: 0,
+            };
+            result
+        })
+    }
+
+    /// Reads the message the UTCB holds in place: `read` gets its label and its untyped words
+    /// (no copy into a [`Message`]). Refuses exactly what [`MessageBuffer::read_message`]
+    /// refuses (a tag claiming more words or transfer items than the buffer holds) with
+    /// `Overflow`; transfer items, if any, are not passed on.
+    pub fn read_words<R>(&mut self, read: impl FnOnce(u32, &[u64]) -> R) -> Result<R, Status> {
+        self.with(|utcb| {
+            utcb.transfer_items().ok_or(Status::Overflow)?;
+            let words = utcb.message_words().ok_or(Status::Overflow)?;
+            Ok(read(utcb.tag.label, words))
+        })
+    }
+
     /// Calls `portal` with `request` and returns the reply. A reply whose tag exceeds the
     /// buffer (impossible from a kernel that follows the ABI) is reported as `Overflow`.
     pub fn call(&mut self, portal: Selector, request: &Message) -> Result<Message, Status> {
@@ -135,6 +171,87 @@ mod tests {
             .call(Selector(3), &Message::with_words(2, &[41]).unwrap())
             .unwrap();
         assert_eq!(reply.words(), &[42]);
+    }
+
+    /// The UTCB after `action`, starting from `before`.
+    fn utcb_after(before: &Utcb, action: impl FnOnce(&mut MessageBuffer)) -> Utcb {
+        host::reset();
+        host::with_utcb(|utcb| *utcb = *before);
+        let mut buffer = MessageBuffer::current().unwrap();
+        action(&mut buffer);
+        host::with_utcb(|utcb| *utcb)
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_a_message_without_words() {
+        let mut before = Utcb::empty();
+        before.tag = MessageTag {
+            label: 9,
+            untyped_words: 5,
+            transfer_items: 2,
+        };
+        let after = utcb_after(&before, |buffer| {
+            let result = buffer.write_words(4, |words| {
+                words[0] = 1;
+                Err::<usize, &str>("refused")
+            });
+            assert_eq!(result, Err("refused"));
+        });
+        let expected = utcb_after(&before, |buffer| buffer.write_message(&Message::new(4)));
+        assert_eq!(after.tag, expected.tag);
+        assert_eq!(after.tag.untyped_words, 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_words_leaves_what_write_message_leaves(
+            label in proptest::prelude::any::<u32>(),
+            words in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..=MAX_UNTYPED_WORDS),
+            old_words in proptest::prelude::any::<u16>(),
+            old_items in proptest::prelude::any::<u16>(),
+            fill in proptest::prelude::any::<u64>(),
+        ) {
+            let mut before = Utcb::empty();
+            before.untyped = [fill; MAX_UNTYPED_WORDS];
+            before.tag = MessageTag { label: !label, untyped_words: old_words, transfer_items: old_items };
+            let message = Message::with_words(label, &words).unwrap();
+            let expected = utcb_after(&before, |buffer| buffer.write_message(&message));
+            let actual = utcb_after(&before, |buffer| {
+                let written = buffer.write_words(label, |area| {
+                    area[..words.len()].copy_from_slice(&words);
+                    Ok::<usize, ()>(words.len())
+                });
+                assert_eq!(written, Ok(words.len()));
+            });
+            proptest::prop_assert_eq!(actual, expected);
+        }
+
+        #[test]
+        fn read_words_sees_what_read_message_reads(
+            label in proptest::prelude::any::<u32>(),
+            word_count in proptest::prelude::any::<u16>(),
+            item_count in proptest::prelude::any::<u16>(),
+            small in proptest::prelude::any::<bool>(),
+            fill in proptest::prelude::any::<u64>(),
+        ) {
+            // Half the cases with counts in range, so both answers are exercised.
+            let (word_count, item_count) = if small {
+                (word_count % (MAX_UNTYPED_WORDS as u16 + 2), item_count % 6)
+            } else {
+                (word_count, item_count)
+            };
+            let mut before = Utcb::empty();
+            for (index, slot) in before.untyped.iter_mut().enumerate() {
+                *slot = fill.wrapping_add(index as u64);
+            }
+            before.tag = MessageTag { label, untyped_words: word_count, transfer_items: item_count };
+            host::reset();
+            host::with_utcb(|utcb| *utcb = before);
+            let mut buffer = MessageBuffer::current().unwrap();
+            let expected = buffer.read_message().map(|message| (message.label(), message.words().to_vec()));
+            let actual = buffer.read_words(|label, words| (label, words.to_vec()));
+            proptest::prop_assert_eq!(actual, expected);
+        }
     }
 
     #[test]

@@ -298,6 +298,12 @@ impl Bus {
         access
     }
 
+    /// Whether an unhandled access was recorded (or counted) since the last
+    /// [`Bus::take_unhandled`].
+    pub fn has_unhandled(&self) -> bool {
+        !self.unhandled.is_empty() || self.unhandled_dropped > 0
+    }
+
     /// Takes the recorded unhandled accesses and the number that did not fit in the log.
     pub fn take_unhandled(&mut self) -> (Vec<UnhandledAccess>, u64) {
         let dropped = core::mem::take(&mut self.unhandled_dropped);
@@ -365,7 +371,10 @@ mod tests {
         let mut bus = Bus::new(BusKind::Mmio);
         bus.register(0x1000, 4, Box::new(Echo)).unwrap();
         let mut data = [0u8; 4];
+        bus.read(0x1000, &mut data).unwrap();
+        assert!(!bus.has_unhandled(), "a handled access is not recorded");
         let error = bus.read(0x2000, &mut data).unwrap_err();
+        assert!(bus.has_unhandled());
         assert_eq!(data, [0xff; 4]);
         assert_eq!(error.cause, UnhandledCause::NoDevice);
         let mut pair = [0u8; 2];
@@ -397,5 +406,9 @@ mod tests {
         }
         let (log, dropped) = bus.take_unhandled();
         assert_eq!((log.len(), dropped), (UNHANDLED_LOG_CAPACITY, 3));
+        assert!(!bus.has_unhandled());
+        // Only counted ones (the log taken, the count not yet) still count.
+        bus.unhandled_dropped = 1;
+        assert!(bus.has_unhandled());
     }
 }

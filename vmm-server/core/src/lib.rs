@@ -14,6 +14,8 @@ extern crate alloc;
 pub mod bus;
 pub mod cpuid;
 pub mod debug_exit;
+pub mod exit_decode;
+pub mod fixed_length;
 pub mod memory;
 pub mod mmio;
 pub mod msr;
@@ -28,6 +30,7 @@ pub mod vmm;
 
 pub use bus::{AccessError, Bus, BusDevice, BusError, BusKind, UnhandledAccess};
 pub use cpuid::{CpuidPolicy, CpuidValues, HostCpuid};
+pub use exit_decode::{decode_exit_into, empty_exit};
 pub use memory::{GuestMemory, MemoryError, SliceMemory};
 pub use report::{ExitAction, StopReason, StopReport};
 pub use vmm::{Vmm, VmmConfig, REQUIRED_STATE};

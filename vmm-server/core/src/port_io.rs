@@ -1,11 +1,13 @@
 //! Port I/O emulation from an I/O exit: OUT writes the low bytes of RAX to the port bus, IN
 //! reads into AL/AX/EAX (EAX zero-extends into RAX). RIP advances by the instruction length the
-//! hardware reported, or, where it did not (SVM without NRIP save), by decoding the instruction
-//! at CS:RIP. String forms (INS/OUTS) are refused with a named error.
+//! hardware reported, or, where it did not (SVM without NRIP save), by the instruction at CS:RIP
+//! (its fixed length when it is a prefix-free form of the expected one, else decoded). String
+//! forms (INS/OUTS) are refused with a named error.
 use iced_x86::Mnemonic;
 use sluice_abi::vcpu::{Gpr, InstructionLength, IoDirection, IoExit, IoSize, Mtd, VcpuState};
 
 use crate::bus::Bus;
+use crate::fixed_length::fixed_length;
 use crate::memory::{fetch_instruction, GuestMemory, MAX_INSTRUCTION_BYTES};
 use crate::mmio::{decode, EmulationError};
 use crate::registers::{CpuMode, GprOperand, RegisterPart};
@@ -20,7 +22,12 @@ pub fn decoded_length<M: GuestMemory + ?Sized>(
     let mode = CpuMode::of(state).map_err(EmulationError::MissingState)?;
     let mut bytes = [0u8; MAX_INSTRUCTION_BYTES];
     let count = fetch_instruction(memory, state, &mut bytes).map_err(EmulationError::Fetch)?;
-    let instruction = decode(bytes.get(..count).unwrap_or(&[]), mode, state.rip)?;
+    let fetched = bytes.get(..count).unwrap_or(&[]);
+    // The common prefix-free forms (CPUID, RDMSR, WRMSR, HLT, IN, OUT) need no full decode.
+    if let Some(length) = fixed_length(fetched, expected) {
+        return Ok(length);
+    }
+    let instruction = decode(fetched, mode, state.rip)?;
     if !expected.contains(&instruction.mnemonic()) {
         return Err(EmulationError::Unsupported(instruction.mnemonic()));
     }

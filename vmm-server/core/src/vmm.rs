@@ -161,9 +161,17 @@ impl<H: HostCpuid> Vmm<H> {
 
     /// Takes the console lines produced so far: guest output as `[name] text` and VMM
     /// diagnostics as `[name] vmm: ...`.
+    /// (Without lines, the usual case per exit, nothing is drained or allocated.)
     pub fn take_console_lines(&mut self) -> Vec<String> {
         match self.console.try_borrow_mut() {
-            Ok(mut console) => console.sink_mut().drain(..).collect(),
+            Ok(mut console) => {
+                let lines = console.sink_mut();
+                if lines.is_empty() {
+                    Vec::new()
+                } else {
+                    lines.drain(..).collect()
+                }
+            }
             Err(_) => Vec::new(),
         }
     }
@@ -200,6 +208,10 @@ impl<H: HostCpuid> Vmm<H> {
     }
 
     fn report_unhandled(&mut self) {
+        // Nearly every exit has nothing to report: then nothing is taken.
+        if !self.io_bus.has_unhandled() && !self.mmio_bus.has_unhandled() {
+            return;
+        }
         for bus in [BusKind::Port, BusKind::Mmio] {
             let (log, dropped) = match bus {
                 BusKind::Port => self.io_bus.take_unhandled(),
