@@ -57,9 +57,13 @@ struct SvmVcpu {
 
 static VCPUS: [SpinLock<Option<SvmVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
 
+/// CPUID 0x8000_000A EDX (the SVM feature flags, APM Vol. 3, E.4.9), read once when the first
+/// CPU enables SVM: every CPU reports the same, and a CPUID per exit costs a VM exit's worth
+/// under nested virtualization.
+static FEATURE_FLAGS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 fn features() -> SvmFeatures {
-    let leaf = core::arch::x86_64::__cpuid_count(0x8000_000a, 0);
-    SvmFeatures::from_cpuid_edx(leaf.edx)
+    SvmFeatures::from_cpuid_edx(FEATURE_FLAGS.load(core::sync::atomic::Ordering::Relaxed))
 }
 
 fn asid_count() -> u32 {
@@ -73,11 +77,15 @@ fn vmcb(physical: u64) -> Vmcb<&'static mut [u8; VMCB_SIZE]> {
 }
 
 /// Enables SVM on this CPU (once).
-fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
-    let mut slot = CPUS[cpu].lock();
+/// Enables SVM on this CPU (once: `slot` is this CPU's state, empty until then).
+fn enable_on_this_cpu(cpu: usize, slot: &mut Option<SvmCpu>) -> Result<(), Status> {
     if slot.is_some() {
         return Ok(());
     }
+    FEATURE_FLAGS.store(
+        core::arch::x86_64::__cpuid_count(0x8000_000a, 0).edx,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let host_save = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
     let host_area = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
     let tags = TagAllocator::svm(cpu as u32, asid_count()).map_err(|_| Status::NotImplemented)?;
@@ -196,11 +204,11 @@ fn handle_efer(block: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>, saved: &mut Saved
 /// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
 pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
     let cpu = percpu::current_index();
-    enable_on_this_cpu(cpu)?;
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
     let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
     let mut block = vmcb(vcpu.vmcb);
     let mut cpu_state = CPUS[cpu].lock();
+    enable_on_this_cpu(cpu, &mut cpu_state)?;
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     if !reply.is_empty() {
         virt_svm::apply_reply_words(reply, &mut block, &mut vcpu.saved, &mut state.reply)

@@ -217,34 +217,20 @@ pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>
         scratch.decode_into(words).map_err(ReplyError::Malformed)?;
         return apply_reply(scratch, vmcb, saved);
     }
-    // ReplyHeader checked the length: exactly the words of `mtd` follow the header.
+    // ReplyHeader checked the length: exactly the words of `mtd` follow the header, group by
+    // group in bit order, so a group's words start after the words of the lower groups.
     let state = words.get(REPLY_HEADER_WORDS..).unwrap_or(&[]);
     let word = |index: usize| state.get(index).copied().unwrap_or(0);
-    // Word offsets of each group in message order.
-    let mut next = 0;
-    let mut take = |group: Mtd| {
-        let at = next;
-        if mtd.contains(group) {
-            next += group.words();
-        }
-        at
-    };
-    let acdb = take(Mtd::GPR_ACDB);
-    let bsd = take(Mtd::GPR_BSD);
-    let r8 = take(Mtd::GPR_R8_R15);
-    let rsp = take(Mtd::RSP);
-    let rip = take(Mtd::RIP);
-    let rflags_at = take(Mtd::RFLAGS);
-    let cr = take(Mtd::CONTROL_REGISTERS);
-    let efer = take(Mtd::EFER);
-    let tsc = take(Mtd::TSC_OFFSET);
+    let at = |group: Mtd| Mtd::from_bits(mtd.bits() & (group.bits() - 1)).map_or(0, Mtd::words);
 
+    // The only checks of the direct groups: RFLAGS, and an injection against it (the usual
+    // answer, GPRs and RIP with nothing to inject, needs neither).
     let rflags = if mtd.contains(Mtd::RFLAGS) {
-        let rflags = word(rflags_at);
+        let rflags = word(at(Mtd::RFLAGS));
         check_rflags(rflags)?;
-        rflags
+        Some(rflags)
     } else {
-        vmcb.read(VmcbField::RFLAGS)
+        None
     };
     if let Some(event) = header.inject {
         let shadow = vmcb.read(VmcbField::INTERRUPT_SHADOW) & INTERRUPT_SHADOW != 0;
@@ -254,26 +240,27 @@ pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>
             0
         })
         .unwrap_or_default();
+        let rflags = rflags.unwrap_or_else(|| vmcb.read(VmcbField::RFLAGS));
         check_injection(event, rflags, interruptibility, ActivityState::Active)?;
     }
 
-    // Validated: from here on nothing fails.
+    // Validated: from here on nothing fails. The groups in message order.
+    let mut next = 0;
     if mtd.contains(Mtd::GPR_ACDB) {
-        for (offset, register) in [Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx]
-            .into_iter()
-            .enumerate()
-        {
-            saved.gpr.set(register, word(acdb + offset));
+        for register in [Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx] {
+            saved.gpr.set(register, word(next));
+            next += 1;
         }
-        vmcb.write(VmcbField::RAX, word(acdb));
+        vmcb.write(VmcbField::RAX, saved.gpr.get(Gpr::Rax));
     }
     if mtd.contains(Mtd::GPR_BSD) {
-        for (offset, register) in [Gpr::Rbp, Gpr::Rsi, Gpr::Rdi].into_iter().enumerate() {
-            saved.gpr.set(register, word(bsd + offset));
+        for register in [Gpr::Rbp, Gpr::Rsi, Gpr::Rdi] {
+            saved.gpr.set(register, word(next));
+            next += 1;
         }
     }
     if mtd.contains(Mtd::GPR_R8_R15) {
-        for (offset, register) in [
+        for register in [
             Gpr::R8,
             Gpr::R9,
             Gpr::R10,
@@ -282,33 +269,36 @@ pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>
             Gpr::R13,
             Gpr::R14,
             Gpr::R15,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            saved.gpr.set(register, word(r8 + offset));
+        ] {
+            saved.gpr.set(register, word(next));
+            next += 1;
         }
     }
     if mtd.contains(Mtd::RSP) {
-        vmcb.write(VmcbField::RSP, word(rsp));
+        vmcb.write(VmcbField::RSP, word(next));
+        next += 1;
     }
     if mtd.contains(Mtd::RIP) {
-        vmcb.write(VmcbField::RIP, word(rip));
+        vmcb.write(VmcbField::RIP, word(next));
+        next += 1;
     }
-    if mtd.contains(Mtd::RFLAGS) {
+    if let Some(rflags) = rflags {
         vmcb.write(VmcbField::RFLAGS, rflags);
+        next += 1;
     }
     if mtd.contains(Mtd::CONTROL_REGISTERS) {
-        vmcb.write(VmcbField::CR0, word(cr));
-        vmcb.write(VmcbField::CR2, word(cr + 1));
-        vmcb.write(VmcbField::CR3, word(cr + 2));
-        vmcb.write(VmcbField::CR4, word(cr + 3));
+        vmcb.write(VmcbField::CR0, word(next));
+        vmcb.write(VmcbField::CR2, word(next + 1));
+        vmcb.write(VmcbField::CR3, word(next + 2));
+        vmcb.write(VmcbField::CR4, word(next + 3));
+        next += 4;
     }
     if mtd.contains(Mtd::EFER) {
-        vmcb.write(VmcbField::EFER, word(efer) | EFER_SVME);
+        vmcb.write(VmcbField::EFER, word(next) | EFER_SVME);
+        next += 1;
     }
     if mtd.contains(Mtd::TSC_OFFSET) {
-        vmcb.write(VmcbField::TSC_OFFSET, word(tsc));
+        vmcb.write(VmcbField::TSC_OFFSET, word(next));
     }
     finish(vmcb, header.inject, header.request_interrupt_window);
     Ok(())
