@@ -16,6 +16,13 @@ use crate::trap::TrapFrame;
 use sluice_abi::ipc::{MessageTag, MAX_UNTYPED_WORDS};
 use sluice_abi::syscall::{Selector, Status, Syscall};
 
+/// Whether `frame` holds a `call` or `reply_and_wait` (the only calls [`try_ipc`] can take),
+/// so other system calls do not take the lock twice.
+#[inline(always)]
+pub fn is_candidate(frame: &TrapFrame) -> bool {
+    frame.rax == Syscall::Call as u64 || frame.rax == Syscall::ReplyAndWait as u64
+}
+
 /// Handles `frame`'s system call if it qualifies; returns the thread now running on `cpu`.
 pub fn try_ipc(kernel: &mut Kernel, cpu: usize, frame: &mut TrapFrame) -> Option<u32> {
     // The forms `decode` accepts for the two calls: every unused argument zero.

@@ -300,12 +300,14 @@ pub fn system_call(frame: &mut TrapFrame) -> *mut TrapFrame {
     if let Some(resume) = vcpu_run::fast(cpu, frame) {
         return resume;
     }
-    if let Some(mut kernel) = KERNEL.try_lock() {
-        if let Some(next) = ipc_fast::try_ipc(&mut kernel, cpu, frame) {
-            return frames::slot(next);
+    if ipc_fast::is_candidate(frame) {
+        if let Some(mut kernel) = KERNEL.try_lock() {
+            if let Some(next) = ipc_fast::try_ipc(&mut kernel, cpu, frame) {
+                return frames::slot(next);
+            }
+            crate::smp::set_active(false);
+            return from_user_locked(kernel, cpu, frame, syscalls::handle);
         }
-        crate::smp::set_active(false);
-        return from_user_locked(kernel, cpu, frame, syscalls::handle);
     }
     crate::smp::set_active(false);
     from_user(frame, syscalls::handle)
