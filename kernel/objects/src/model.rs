@@ -71,6 +71,11 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
         &self.objects
     }
 
+    /// The id the next created object will get (None when the object table is full).
+    pub fn next_object_id(&self) -> Option<ObjectId> {
+        self.objects.free_id()
+    }
+
     /// A live object.
     pub fn object(&self, id: ObjectId) -> Option<&ObjectEntry> {
         self.objects.get(id)

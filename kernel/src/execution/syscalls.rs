@@ -162,6 +162,18 @@ fn execute(
             destination,
             parameters,
         } => {
+            // A thread's registers live in the slot of its object index (`frames`). A thread
+            // destroyed while running on another CPU keeps that CPU's entry code pointed at its
+            // slot until the CPU enters the kernel and leaves it; a new thread must not get the
+            // index (and slot) before then, or that entry would overwrite its registers.
+            if let Some(next) = kernel.model.next_object_id() {
+                let still_entered = (0..crate::percpu::MAX_CPUS).any(|other| {
+                    other != cpu && kernel.scheduler.current[other] == Some(next.index)
+                });
+                if still_entered {
+                    return Err(Status::Busy);
+                }
+            }
             let id = kernel
                 .model
                 .create_thread(caller, domain, destination, parameters)?;
