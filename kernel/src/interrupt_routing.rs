@@ -1,9 +1,13 @@
 //! Interrupt lines and vectors. Line L (an interrupt object's number) arrives as vector
 //! `FIRST_VECTOR + L` on CPU 0: lines below the GSI count are IOAPIC pins (programmed here),
 //! the rest are MSI lines whose address/data the pci-server programs (through interrupt
-//! remapping) to that vector.
+//! remapping) to that vector. With interrupt remapping on, compatibility-format interrupts are
+//! blocked, so the holder of a bound IOAPIC line's `REMAP` right points its pin at an
+//! interrupt remapping table entry ([`remap`], VT-d spec 5.1.5.1); the entry encodings are in
+//! `kernel_core::ioapic` (host-tested).
 
 use crate::paging::phys_to_virt;
+use kernel_core::ioapic::{PinSignal, RedirectionEntry};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use sluice_abi::syscall::Status;
 
@@ -72,16 +76,43 @@ pub fn line_of_vector(vector: u8) -> Option<u32> {
     (line < LINES).then_some(line)
 }
 
-/// Points an IOAPIC pin at its vector on CPU 0, unmasked. PCI pins (16 and up) are
-/// level-triggered, active low; ISA pins edge-triggered, active high (MP spec defaults).
-pub fn route(line: u32) {
+/// The vector of an IOAPIC line (`None` for an MSI line or one beyond the vectors).
+fn pin_vector(line: u32) -> Option<u8> {
     if line >= gsi_count() {
-        return;
+        return None;
     }
-    let vector = u32::from(FIRST_VECTOR) + line;
-    let level_low = if line >= 16 { (1 << 15) | (1 << 13) } else { 0 };
-    write(0x11 + 2 * line, 0); // destination APIC ID 0
-    write(0x10 + 2 * line, vector | level_low);
+    u8::try_from(u32::from(FIRST_VECTOR) + line).ok()
+}
+
+/// Points an IOAPIC pin at its vector on CPU 0, unmasked, in compatibility format. PCI pins
+/// (16 and up) are level-triggered, active low; ISA pins edge-triggered, active high (MP spec
+/// defaults, `PinSignal::of_pin`).
+pub fn route(line: u32) {
+    let Some(vector) = pin_vector(line) else {
+        return;
+    };
+    let entry = RedirectionEntry::compatibility(vector, PinSignal::of_pin(line), 0, false);
+    // The pin is masked while the halves are written (IOAPIC datasheet 3.2.4).
+    write(0x10 + 2 * line, RedirectionEntry(entry.0 | kernel_core::ioapic::MASK).low());
+    write(0x11 + 2 * line, entry.high());
+    write(0x10 + 2 * line, entry.low());
+}
+
+/// Programs IOAPIC line `line` in remappable format through interrupt remapping table entry
+/// `handle` (VT-d spec 5.1.5.1), keeping its vector (which the entry must deliver, so that the
+/// EOI broadcast of a level-triggered pin clears its Remote IRR), its signalling and its mask
+/// state: a pin masked because it fired stays masked until `interrupt_acknowledge`.
+/// `InvalidArgument` for a line that is not an IOAPIC pin.
+pub fn remap(line: u32, handle: u16) -> Result<(), Status> {
+    let vector = pin_vector(line).ok_or(Status::InvalidArgument)?;
+    let masked = read(0x10 + 2 * line) & (kernel_core::ioapic::MASK as u32) != 0;
+    let entry = RedirectionEntry::remappable(handle, vector, PinSignal::of_pin(line), masked);
+    // Masked while the halves disagree, so no half-written entry is ever delivered.
+    let hold = RedirectionEntry(entry.0 | kernel_core::ioapic::MASK);
+    write(0x10 + 2 * line, hold.low());
+    write(0x11 + 2 * line, entry.high());
+    write(0x10 + 2 * line, entry.low());
+    Ok(())
 }
 
 /// Masks an IOAPIC pin until the owner acknowledges.

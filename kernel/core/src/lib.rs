@@ -10,4 +10,5 @@ pub mod cmdline;
 pub mod cpu_features;
 pub mod elf;
 pub mod frames;
+pub mod ioapic;
 pub mod multiboot2;

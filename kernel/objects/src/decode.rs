@@ -115,6 +115,9 @@ pub enum DecodedSyscall {
     MemoryPhysical { memory: Selector, offset: u64 },
     /// Acknowledge `interrupt`.
     InterruptAcknowledge { interrupt: Selector },
+    /// Program the IOAPIC pin of the bound line `interrupt` in remappable format with
+    /// interrupt remapping table entry `handle`.
+    InterruptRemap { interrupt: Selector, handle: u16 },
     /// Create a VM at `destination`.
     CreateVm { destination: Selector },
     /// Create a vCPU of `vm` at `destination`.
@@ -369,6 +372,12 @@ pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSy
             },
             1,
         ),
+        Syscall::InterruptRemap => {
+            let interrupt = a.selector(0)?;
+            // VT-d spec 5.1.5.1: the redirection entry carries a 16-bit interrupt_index.
+            let handle = u16::try_from(a.raw(1)).map_err(|_| Status::InvalidArgument)?;
+            (DecodedSyscall::InterruptRemap { interrupt, handle }, 2)
+        }
         Syscall::IoAllow => {
             let io_range = a.selector(0)?;
             let domain = a.selector(1)?;

@@ -47,6 +47,35 @@ fn examples_of_accepted_calls() {
 }
 
 #[test]
+fn interrupt_remap_refusals_are_named() {
+    assert_eq!(
+        call(Syscall::InterruptRemap, [3, 0xffff, 0, 0, 0, 0]),
+        Ok(DecodedSyscall::InterruptRemap {
+            interrupt: Selector(3),
+            handle: 0xffff
+        })
+    );
+    assert_eq!(
+        call(Syscall::InterruptRemap, [3, 0x1_0000, 0, 0, 0, 0]),
+        Err(Status::InvalidArgument),
+        "an IOAPIC redirection entry holds a 16-bit index"
+    );
+    assert_eq!(
+        call(Syscall::InterruptRemap, [64, 1, 0, 0, 0, 0]),
+        Err(Status::InvalidSelector)
+    );
+    assert_eq!(
+        call(Syscall::InterruptRemap, [3, 1, 1, 0, 0, 0]),
+        Err(Status::InvalidArgument),
+        "unused register set"
+    );
+    assert_eq!(
+        call(Syscall::InterruptRemap, [3, 1, 0, 0, 0, 1 << 63]),
+        Err(Status::InvalidArgument)
+    );
+}
+
+#[test]
 fn each_refusal_is_named() {
     assert_eq!(
         decode(
@@ -347,6 +376,11 @@ fn check_invariants(decoded: &DecodedSyscall, registers: &RawRegisters) {
         DecodedSyscall::Shutdown { domain, .. } => vec![domain],
         DecodedSyscall::MemoryPhysical { memory, .. } => vec![memory],
         DecodedSyscall::InterruptAcknowledge { interrupt } => vec![interrupt],
+        DecodedSyscall::InterruptRemap { interrupt, handle } => {
+            assert_eq!(u64::from(handle), registers.arguments[1]);
+            assert!(registers.arguments[2..].iter().all(|value| *value == 0));
+            vec![interrupt]
+        }
         DecodedSyscall::IoAllow { io_range, domain } => vec![io_range, domain],
     };
     for selector in selectors {
@@ -378,8 +412,30 @@ proptest! {
 
     #[test]
     fn selectors_at_or_beyond_the_table_are_always_refused(selector in SELECTORS as u64..u64::MAX) {
-        for number in [Syscall::Delete, Syscall::Call, Syscall::CreateNotification, Syscall::InterruptAcknowledge] {
+        for number in [Syscall::Delete, Syscall::Call, Syscall::CreateNotification, Syscall::InterruptAcknowledge, Syscall::InterruptRemap] {
             prop_assert_eq!(call(number, [selector, 0, 0, 0, 0, 0]), Err(Status::InvalidSelector));
+        }
+    }
+
+    #[test]
+    fn interrupt_remap_takes_exactly_a_selector_and_a_16_bit_handle(
+        selector in 0u64..SELECTORS as u64,
+        handle in any::<u64>(),
+        extra in proptest::array::uniform4(any::<u64>()),
+    ) {
+        let mut arguments = [selector, handle, 0, 0, 0, 0];
+        let decoded = call(Syscall::InterruptRemap, arguments);
+        if handle <= u64::from(u16::MAX) {
+            prop_assert_eq!(decoded, Ok(DecodedSyscall::InterruptRemap {
+                interrupt: Selector(selector as u32),
+                handle: handle as u16,
+            }));
+        } else {
+            prop_assert_eq!(decoded, Err(Status::InvalidArgument));
+        }
+        arguments[2..].copy_from_slice(&extra);
+        if extra.iter().any(|value| *value != 0) {
+            prop_assert!(call(Syscall::InterruptRemap, arguments).is_err());
         }
     }
 }

@@ -362,6 +362,11 @@ fn execute(
             crate::interrupt_routing::unmask(line);
             done
         }
+        DecodedSyscall::InterruptRemap { interrupt, handle } => {
+            let line = remappable_line(kernel, caller, interrupt)?;
+            crate::interrupt_routing::remap(line, handle)?;
+            done
+        }
         DecodedSyscall::IoAllow { io_range, domain } => {
             let Kernel { model, domains, .. } = kernel;
             model.io_allow(caller, io_range, domain, |mapping| {
@@ -504,6 +509,28 @@ fn execute(
             let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
             Ok(Outcome::Continue(Next::RunVcpu(vcpu.index)))
         }
+    }
+}
+
+/// The line of the bound interrupt `interrupt` names, for `interrupt_remap`: needs `REMAP`
+/// (`MissingRight` without it, `WrongType`, `EmptySlot`, `InvalidSelector` from the lookup);
+/// `NotFound` for an unbound range (there is no single pin to program). Whether the line is an
+/// IOAPIC pin is `interrupt_routing::remap`'s check (`InvalidArgument`).
+fn remappable_line(
+    kernel: &Kernel,
+    caller: ObjectId,
+    interrupt: sluice_abi::syscall::Selector,
+) -> Result<u32, Status> {
+    let (_, capability) = kernel.model.lookup(
+        caller,
+        interrupt,
+        ObjectType::Interrupt,
+        sluice_abi::syscall::InterruptRights::REMAP.bits(),
+    )?;
+    match kernel.model.object(capability.object).map(|entry| entry.object) {
+        Some(Object::Interrupt(bound)) if bound.binding.is_some() => Ok(bound.first_line),
+        Some(Object::Interrupt(_)) => Err(Status::NotFound),
+        _ => Err(Status::WrongType),
     }
 }
 
