@@ -209,5 +209,6 @@ pub fn bring_up<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
         faults: FaultQueues::default(),
         domain_owners: heapless::Vec::new(),
         subscriptions: heapless::Vec::new(),
+        ioapic_pins: crate::ioapic_pins::IoapicPins::default(),
     })
 }

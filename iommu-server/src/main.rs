@@ -42,6 +42,7 @@
 
 mod bringup;
 mod hardware;
+mod ioapic_pins;
 mod kernel;
 mod policy;
 mod service;

@@ -46,6 +46,9 @@ pub struct Policy {
     pub first_owner_line: u32,
     /// The system allows passthrough without interrupt remapping.
     pub insecure_no_interrupt_remapping: bool,
+    /// Lines below this are IOAPIC pins (the kernel's first MSI line, which is the fault
+    /// event line init gives the server).
+    pub ioapic_pins: u32,
 }
 
 impl Policy {
@@ -154,6 +157,7 @@ mod tests {
         first_owner: 32,
         first_owner_line: 25,
         insecure_no_interrupt_remapping: false,
+        ioapic_pins: 24,
     };
 
     fn settings(vector: u8, source: SourceValidation) -> IrteSettings {

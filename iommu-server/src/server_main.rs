@@ -67,6 +67,7 @@ fn run(startup: Startup) {
         first_owner: word(2),
         first_owner_line: u32::try_from(word(3)).unwrap_or(u32::MAX),
         insecure_no_interrupt_remapping: word(4) != 0,
+        ioapic_pins: u32::try_from(word(0)).unwrap_or(0),
     };
     let unit = match start(word(0), word(5), word(6), policy) {
         Ok(unit) => Some(unit),
@@ -138,6 +139,14 @@ fn start(
         scope.interrupt_remapping,
         scope.topology.units().len(),
     );
+    let ioapics = crate::ioapic_pins::ioapic_count(&scope.topology);
+    if ioapics > 1 {
+        sluice_rt::log!(
+            "iommu-server: the DMAR lists {ioapics} IOAPICs: which one has a GSI needs the MADT's \
+             GSI bases, so IOAPIC pins are not remapped (AllocateIoapicIrte refuses: \
+             AmbiguousIoapic)"
+        );
+    }
     let mut given: heapless::Vec<UnitRegisters<MmioRegisters, PollClock>, MAX_UNITS> =
         heapless::Vec::new();
     for (index, unit) in scope.topology.units().iter().enumerate() {

@@ -60,6 +60,8 @@ pub struct Iommu<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> {
     pub domain_owners: heapless::Vec<(u32, ClientId), MAX_DOMAINS>,
     /// (client, notification) to signal when a fault report is queued for it.
     pub subscriptions: heapless::Vec<(ClientId, u32), MAX_SUBSCRIPTIONS>,
+    /// The IOAPIC pins with an IRTE (`AllocateIoapicIrte`).
+    pub ioapic_pins: crate::ioapic_pins::IoapicPins,
 }
 
 /// Reply bytes: a header and a body.
@@ -123,8 +125,8 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
     }
 
     /// The unit and source id of the IOAPIC with enumeration id `id`, from the DMAR's device
-    /// scopes (VT-d spec 8.3.1.1): its pins are remapped through that unit.
-    // Called by the IOAPIC pin remapping (the next step); host-tested until then.
+    /// scopes (VT-d spec 8.3.1.1): its pins are remapped through that unit (see
+    /// `ioapic_pins`, which takes the DMAR's only IOAPIC).
     #[cfg_attr(target_os = "none", allow(dead_code))]
     pub fn ioapic(&self, id: u8) -> Option<(usize, Bdf)> {
         self.units.topology().ioapic(id)
@@ -250,6 +252,13 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 }
                 self.remapping
                     .free(&mut self.units, &mut self.memory, client.0, handle)?;
+                if let Some(pin) = self.ioapic_pins.forget_handle(handle) {
+                    sluice_rt::log!(
+                        "iommu-server: IOAPIC pin {} released: IRTE {handle} freed (was for owner {})",
+                        pin.gsi,
+                        pin.owner
+                    );
+                }
                 Ok(Reply::ok(&[]))
             }
             Request::SubscribeFaults { device } => self.subscribe(kernel, client, device),
@@ -265,6 +274,10 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                     .entry(&self.memory, handle)
                     .ok_or(IommuError::UnknownIrte)?;
                 Ok(Reply::ok(irte_status(&self.policy, &entry).as_bytes()))
+            }
+            Request::AllocateIoapicIrte { gsi, owner } => {
+                let reply = self.allocate_ioapic_irte(portal_id, gsi, owner)?;
+                Ok(Reply::ok(reply.as_bytes()))
             }
             Request::TakeFault => {
                 let report = self.faults.take(client)?;

@@ -16,6 +16,7 @@ use iommu_core::registers::{Register32, VtdRegisters};
 use iommu_core::HostPhys;
 use zerocopy::{FromBytes, IntoBytes};
 
+mod ioapic_pins;
 mod multi_unit;
 
 use crate::bringup::{bring_up, Scope, UnitRegisters, FAULT_EVENT_ADDRESS};
@@ -69,6 +70,7 @@ fn policy(insecure: bool) -> Policy {
         first_owner: OWNER,
         first_owner_line: 25,
         insecure_no_interrupt_remapping: insecure,
+        ioapic_pins: 24,
     }
 }
 

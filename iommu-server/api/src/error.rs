@@ -133,6 +133,17 @@ iommu_errors! {
     /// The device may sit behind a bridge scope whose bus range the server could not read, so
     /// which unit translates it is unknown.
     AmbiguousUnit = 43 => "which VT-d unit translates the device is unknown",
+    /// The GSI is not an IOAPIC pin: it is at or above the first MSI line (the kernel's
+    /// interrupt lines from there on are MSI lines, `docs/kernel.md` "Interrupts").
+    NotAnIoapicPin = 44 => "GSI is not an IOAPIC pin",
+    /// The DMAR lists no IOAPIC in any unit's device scope, so no source id could verify the
+    /// pin's interrupts (VT-d spec 8.3.1.1).
+    NoIoapicScope = 45 => "the DMAR names no IOAPIC",
+    /// The DMAR lists more than one IOAPIC; which one has the GSI needs the MADT's GSI bases,
+    /// which the server does not have, so it does not guess.
+    AmbiguousIoapic = 46 => "several IOAPICs: which one has the GSI is unknown",
+    /// The GSI already has an IRTE: an INTx line is never shared between owners.
+    GsiInUse = 47 => "the GSI already has an interrupt remapping table entry",
 }
 
 impl fmt::Display for IommuError {

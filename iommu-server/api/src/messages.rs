@@ -171,6 +171,38 @@ pub struct IrteRequest {
     pub reserved: u16,
 }
 
+/// [`crate::Operation::AllocateIoapicIrte`]: an IRTE for IOAPIC pin `gsi`, on behalf of the
+/// owner the pci-server routes the pin to.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct IoapicIrteRequest {
+    /// The global system interrupt (IOAPIC pin; a single IOAPIC with GSI base 0).
+    pub gsi: u32,
+    /// Portal id of the owner whose device's INTx the pin carries (logged and kept with the
+    /// entry; the pci-server checked the ownership).
+    pub owner: u32,
+}
+
+/// Reply to [`crate::Operation::AllocateIoapicIrte`]: the programmed entry.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct IoapicIrteReply {
+    /// The IRTE index to give the kernel's `interrupt_remap`.
+    pub handle: u16,
+    /// The IOAPIC's source id the entry verifies (SVT 1, SQ 0; from the DMAR device scope).
+    pub source_id: Bdf,
+    /// The entry's vector: the line's (0x30 + GSI).
+    pub vector: u8,
+    /// The DMAR unit whose table holds the entry.
+    pub unit: u8,
+    /// Zero.
+    pub reserved: u16,
+}
+
 /// Reply to [`crate::Operation::QueryIrte`]: what a (present) remapped-format IRTE says
 /// (VT-d spec 9.10), and whose interrupt line it delivers to.
 #[derive(

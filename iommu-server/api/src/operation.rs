@@ -65,6 +65,16 @@ pub enum Operation {
     /// [`crate::IrteStatusReply`]. Errors: `NotOwner` (the caller is not the pci-server),
     /// `InterruptRemappingUnavailable`, `UnknownIrte` (handle beyond the table).
     QueryIrte = 13,
+    /// For the pci-server only: allocate and program an IRTE for IOAPIC pin `gsi` (VT-d spec
+    /// 5.1.5.1): vector 0x30 + `gsi` on APIC 0, fixed, level-triggered, physical, with
+    /// source-id verification of the IOAPIC's requester id from the DMAR (SVT 1, SQ 0),
+    /// written in the table of the unit whose scope lists the IOAPIC. The pci-server then has
+    /// the kernel point the pin at the entry (`interrupt_remap`) and frees it with `FreeIrte`.
+    /// [`crate::IoapicIrteRequest`] -> [`crate::IoapicIrteReply`]. Errors: `NotOwner` (the
+    /// caller is not the pci-server, or `owner` is no owner's portal id), `NotAnIoapicPin`,
+    /// `InterruptRemappingUnavailable` (no unit remaps, or not the IOAPIC's), `NoIoapicScope`,
+    /// `AmbiguousIoapic`, `GsiInUse`, `IrteExhausted`, `HardwareTimeout`.
+    AllocateIoapicIrte = 14,
 }
 
 impl Operation {
@@ -83,6 +93,7 @@ impl Operation {
         Operation::DelegateMemory,
         Operation::TakeFault,
         Operation::QueryIrte,
+        Operation::AllocateIoapicIrte,
     ];
 }
 

@@ -168,6 +168,13 @@ pub enum Request {
         /// IRTE index.
         handle: u16,
     },
+    /// See [`Operation::AllocateIoapicIrte`].
+    AllocateIoapicIrte {
+        /// The IOAPIC pin.
+        gsi: u32,
+        /// The owner the pin is routed to.
+        owner: u32,
+    },
 }
 
 /// Reads a message struct that must fill `bytes` exactly.
@@ -340,6 +347,13 @@ impl Request {
                     handle: message.handle,
                 }
             }
+            Operation::AllocateIoapicIrte => {
+                let message: IoapicIrteRequest = exact(payload)?;
+                Request::AllocateIoapicIrte {
+                    gsi: message.gsi,
+                    owner: message.owner,
+                }
+            }
         })
     }
 }
@@ -398,7 +412,7 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(Request::decode(0, &[]), Err(IommuError::UnknownOperation));
-        assert_eq!(Request::decode(14, &[]), Err(IommuError::UnknownOperation));
+        assert_eq!(Request::decode(15, &[]), Err(IommuError::UnknownOperation));
     }
 
     #[test]
@@ -530,24 +544,41 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(
-            Request::decode(14, &[0; 4]),
+            Request::decode(15, &[0; 4]),
             Err(IommuError::UnknownOperation)
+        );
+    }
+
+    #[test]
+    fn ioapic_irte_requests_name_a_gsi_and_an_owner() {
+        let message = IoapicIrteRequest { gsi: 21, owner: 64 };
+        assert_eq!(
+            Request::decode(14, message.as_bytes()),
+            Ok(Request::AllocateIoapicIrte { gsi: 21, owner: 64 })
+        );
+        assert_eq!(
+            Request::decode(14, &message.as_bytes()[..4]),
+            Err(IommuError::MalformedMessage)
+        );
+        assert_eq!(
+            Request::decode(14, &[0; 12]),
+            Err(IommuError::MalformedMessage)
         );
     }
 
     proptest! {
         #[test]
-        fn decode_never_panics(code in 0u32..16, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn decode_never_panics(code in 0u32..18, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Request::decode(code, &bytes);
         }
 
         #[test]
-        fn decode_of_right_length_is_total(code in 1u32..=13, seed in any::<[u8; 40]>()) {
+        fn decode_of_right_length_is_total(code in 1u32..=14, seed in any::<[u8; 40]>()) {
             let length = match code {
                 3 => 40,
                 4..=6 => 24,
                 8 => 16,
-                11 => 8,
+                11 | 14 => 8,
                 _ => 4,
             };
             let result = Request::decode(code, &seed[..length]);
