@@ -21,6 +21,7 @@ pub mod ecam;
 pub mod filter;
 pub mod function;
 pub mod group;
+pub mod intx;
 pub mod inventory;
 pub mod listing;
 pub mod msi;

@@ -121,6 +121,7 @@ pub fn conventional_e1000() -> FakeFunction {
         .expansion_rom(0xfe48_0000, 256 << 10)
         .next_capability_at(0xdc)
         .power_management(true)
+        .raw(0x3d, &[1])
 }
 
 /// Realtek RTL-8100/8101L/8139 (10ec:8139), conventional PCI with no capabilities at all:
@@ -262,6 +263,8 @@ pub fn edu() -> FakeFunction {
         .command(0x0002)
         .memory_bar32(0, 0xfea0_0000, 1 << 20, false)
         .msi(0, true, false)
+        // QEMU's edu.c: Interrupt Pin 1 (INTA), raised when MSI is off.
+        .raw(0x3d, &[1])
 }
 
 /// QEMU's `e1000e` (8086:10d3, the 82574L model): like [`nic_82574l`].

@@ -3,6 +3,7 @@
 mod enumeration;
 mod filter;
 mod groups;
+mod intx;
 mod malformed;
 mod msi;
 mod msix;
