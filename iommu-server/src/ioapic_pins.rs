@@ -57,7 +57,10 @@ impl IoapicPins {
 
     /// Forgets the pin whose entry is `handle` (it was freed); returns what it was.
     pub fn forget_handle(&mut self, handle: u16) -> Option<PinEntry> {
-        let position = self.entries.iter().position(|entry| entry.handle == handle)?;
+        let position = self
+            .entries
+            .iter()
+            .position(|entry| entry.handle == handle)?;
         Some(self.entries.swap_remove(position))
     }
 }
@@ -95,10 +98,7 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
         if self.policy.classify(portal_id) != Caller::DeviceManager {
             return Err(IommuError::NotOwner);
         }
-        if !matches!(
-            self.policy.classify(u64::from(owner)),
-            Caller::Owner { .. }
-        ) {
+        if !matches!(self.policy.classify(u64::from(owner)), Caller::Owner { .. }) {
             return Err(IommuError::NotOwner);
         }
         if gsi >= self.policy.ioapic_pins {
@@ -149,7 +149,10 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
                 .free(&mut self.units, &mut self.memory, client.0, handle);
             return Err(error);
         }
-        let _ = self.ioapic_pins.entries.push(PinEntry { gsi, handle, owner });
+        let _ = self
+            .ioapic_pins
+            .entries
+            .push(PinEntry { gsi, handle, owner });
         sluice_rt::log!(
             "iommu-server: IOAPIC pin {gsi} -> IRTE {handle} (unit {unit}): vector {vector:#x}, \
              level-triggered, source id {source_id} verified, for owner {owner}"

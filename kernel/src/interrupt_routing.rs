@@ -7,8 +7,8 @@
 //! `kernel_core::ioapic` (host-tested).
 
 use crate::paging::phys_to_virt;
-use kernel_core::ioapic::{PinSignal, RedirectionEntry};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use kernel_core::ioapic::{PinSignal, RedirectionEntry};
 use sluice_abi::syscall::Status;
 
 /// Vector of line 0.
@@ -93,7 +93,10 @@ pub fn route(line: u32) {
     };
     let entry = RedirectionEntry::compatibility(vector, PinSignal::of_pin(line), 0, false);
     // The pin is masked while the halves are written (IOAPIC datasheet 3.2.4).
-    write(0x10 + 2 * line, RedirectionEntry(entry.0 | kernel_core::ioapic::MASK).low());
+    write(
+        0x10 + 2 * line,
+        RedirectionEntry(entry.0 | kernel_core::ioapic::MASK).low(),
+    );
     write(0x11 + 2 * line, entry.high());
     write(0x10 + 2 * line, entry.low());
 }

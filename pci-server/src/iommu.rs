@@ -4,8 +4,8 @@
 //! `pci_core`'s [`IommuBinding`] for the ownership state machine.
 
 use iommu_api::{
-    DeviceRequest, IommuError, IrteRequest, IrteStatusReply, Operation, ReplyHeader,
-    MAX_ALIASES as IOMMU_MAX_ALIASES,
+    DeviceRequest, IoapicIrteReply, IoapicIrteRequest, IommuError, IrteRequest, IrteStatusReply,
+    Operation, ReplyHeader, MAX_ALIASES as IOMMU_MAX_ALIASES,
 };
 use pci_api::{Bdf, OwnerId};
 use pci_core::ownership::{DmaIdentity, IommuBinding, IommuRefusal};
@@ -71,6 +71,15 @@ pub trait DomainBinding: IommuBinding {
     /// What IRTE `handle` says (`iommu-api` `QueryIrte`, read-only); the refusal carries the
     /// iommu-server's error code (or [`CALL_FAILED`]).
     fn irte_status(&mut self, handle: u16) -> Result<IrteStatusReply, IommuRefusal>;
+    /// An IRTE for IOAPIC pin `gsi` carrying `owner`'s INTx (`iommu-api`
+    /// `AllocateIoapicIrte`).
+    fn allocate_ioapic_irte(
+        &mut self,
+        gsi: u32,
+        owner: OwnerId,
+    ) -> Result<IoapicIrteReply, IommuRefusal>;
+    /// Frees an IRTE this server allocated (`FreeIrte`).
+    fn free_irte(&mut self, handle: u16) -> Result<(), IommuRefusal>;
 }
 
 impl DomainBinding for IommuClient {
@@ -83,24 +92,27 @@ impl DomainBinding for IommuClient {
             handle,
             reserved: 0,
         };
-        let (reply, _) = wire::call(
-            &mut self.buffer,
-            self.portal,
-            Operation::QueryIrte as u16,
-            request.as_bytes(),
-            None,
-        )
-        .map_err(|_| IommuRefusal(CALL_FAILED))?;
-        match reply_status(reply.as_slice()) {
-            0 => {}
-            code => return Err(IommuRefusal(code)),
-        }
-        let body = reply
-            .as_slice()
-            .get(core::mem::size_of::<ReplyHeader>()..)
-            .unwrap_or(&[]);
-        IrteStatusReply::read_from_bytes(body)
-            .map_err(|_| IommuRefusal(IommuError::MalformedMessage.code()))
+        self.ask(Operation::QueryIrte, request.as_bytes())
+    }
+
+    fn allocate_ioapic_irte(
+        &mut self,
+        gsi: u32,
+        owner: OwnerId,
+    ) -> Result<IoapicIrteReply, IommuRefusal> {
+        let request = IoapicIrteRequest {
+            gsi,
+            owner: owner.0,
+        };
+        self.ask(Operation::AllocateIoapicIrte, request.as_bytes())
+    }
+
+    fn free_irte(&mut self, handle: u16) -> Result<(), IommuRefusal> {
+        let request = IrteRequest {
+            handle,
+            reserved: 0,
+        };
+        self.call(Operation::FreeIrte, request.as_bytes())
     }
 }
 
@@ -125,6 +137,21 @@ impl IommuClient {
             placed: heapless::Vec::new(),
             owner_domain: None,
         }
+    }
+
+    /// A call whose reply carries a `T` after the header.
+    fn ask<T: FromBytes>(&mut self, operation: Operation, bytes: &[u8]) -> Result<T, IommuRefusal> {
+        let (reply, _) = wire::call(&mut self.buffer, self.portal, operation as u16, bytes, None)
+            .map_err(|_| IommuRefusal(CALL_FAILED))?;
+        match reply_status(reply.as_slice()) {
+            0 => {}
+            code => return Err(IommuRefusal(code)),
+        }
+        let body = reply
+            .as_slice()
+            .get(core::mem::size_of::<ReplyHeader>()..)
+            .unwrap_or(&[]);
+        T::read_from_bytes(body).map_err(|_| IommuRefusal(IommuError::MalformedMessage.code()))
     }
 
     fn call(&mut self, operation: Operation, bytes: &[u8]) -> Result<(), IommuRefusal> {

@@ -21,7 +21,8 @@
 //! | 3 | the iommu-server's portal | `CALL` |
 //! | 4 | the ECAM window of PCI segment 0, buses start..=end (memory; empty when there is none) | `READ`, `WRITE` |
 //! | 5 | the system description (boot module) | `READ` |
-//! | 6.. | device windows BARs are carved from | `READ`, `WRITE`, `RETYPE` |
+//! | 6..10 | device windows BARs are carved from | `READ`, `WRITE`, `RETYPE` |
+//! | 11 | the kernel's interrupt lines, for routing owned functions' INTx ([`intx`]) | `RETYPE`, `ACKNOWLEDGE`, `REMAP` |
 //!
 //! Arguments: the ECAM base (bus 0), start bus | end bus << 8, the first owner number, the
 //! number of device windows, then base and size of each window.
@@ -37,6 +38,9 @@ mod bars;
 mod delay;
 mod description;
 mod ecam;
+mod intx;
+#[cfg(test)]
+mod intx_tests;
 mod iommu;
 mod irte_check;
 mod msix;

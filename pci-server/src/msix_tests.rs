@@ -26,8 +26,13 @@ use crate::service::{Carver, Server};
 pub(crate) const OWNER: OwnerId = OwnerId(33);
 pub(crate) const OTHER: OwnerId = OwnerId(34);
 
-/// The recording IOMMU plus the IRTEs the iommu-server would report: (index, what it says).
-pub(crate) struct TestIommu(pub RecordingIommu, pub Vec<(u16, IrteStatusReply)>);
+/// The recording IOMMU plus the IRTEs the iommu-server would report: (index, what it says),
+/// and its IOAPIC pin entries.
+pub(crate) struct TestIommu(
+    pub RecordingIommu,
+    pub Vec<(u16, IrteStatusReply)>,
+    pub crate::intx_tests::FakeIoapicEntries,
+);
 
 impl IommuBinding for TestIommu {
     fn attach_quarantine(&mut self, device: &DmaIdentity) -> Result<(), IommuRefusal> {
@@ -46,6 +51,16 @@ impl DomainBinding for TestIommu {
             .find(|(index, _)| *index == handle)
             .map(|(_, status)| *status)
             .ok_or(IommuRefusal(iommu_api::IommuError::UnknownIrte.code()))
+    }
+    fn allocate_ioapic_irte(
+        &mut self,
+        gsi: u32,
+        owner: OwnerId,
+    ) -> Result<iommu_api::IoapicIrteReply, IommuRefusal> {
+        self.2.allocate(gsi, owner)
+    }
+    fn free_irte(&mut self, handle: u16) -> Result<(), IommuRefusal> {
+        self.2.free(handle)
     }
 }
 
@@ -136,8 +151,14 @@ impl TableAccess for FakeTables {
     }
 }
 
-pub(crate) type TestServer =
-    Server<FakeConfigSpace, RecordingDelay, TestIommu, TestCarver, FakeTables>;
+pub(crate) type TestServer = Server<
+    FakeConfigSpace,
+    RecordingDelay,
+    TestIommu,
+    TestCarver,
+    FakeTables,
+    crate::intx_tests::FakeLines,
+>;
 
 /// A server whose description gives nvme and edu to `OWNER`; device window at `window_base`.
 pub(crate) fn server(window_base: u64) -> Box<TestServer> {
@@ -161,13 +182,15 @@ pub(crate) fn server(window_base: u64) -> Box<TestServer> {
     Box::new(Server {
         config,
         delay: RecordingDelay::default(),
-        iommu: TestIommu(RecordingIommu::default(), Vec::new()),
+        iommu: TestIommu(RecordingIommu::default(), Vec::new(), Default::default()),
         carver: TestCarver,
         inventory,
         ownership,
         assignments,
         windows: DeviceWindows::new(windows),
         tables: FakeTables::default(),
+        lines: crate::intx_tests::FakeLines::default(),
+        intx: crate::intx::IntxRoutes::default(),
     })
 }
 

@@ -20,9 +20,10 @@ use crate::assignments::{Assignments, Refusal};
 use crate::bars::{DeviceWindow, DeviceWindows};
 use crate::delay::TickDelay;
 use crate::ecam::{EcamSpace, KernelMapper};
+use crate::intx::{IntxRoutes, KernelLines};
 use crate::iommu::IommuClient;
 use crate::msix::KernelTables;
-use crate::service::{KernelCarver, Server, BAR_RIGHTS};
+use crate::service::{KernelCarver, Server};
 
 /// Selector of the iommu-server's portal.
 const IOMMU_PORTAL: Selector = Selector(3);
@@ -34,13 +35,26 @@ const SYSDESC: Selector = Selector(5);
 const FIRST_WINDOW: u32 = 6;
 /// The notification the delays wait on (created at start).
 const DELAY_NOTIFICATION: Selector = Selector(20);
+/// The kernel's interrupt lines (INTx routing).
+const INTERRUPT_LINES: Selector = Selector(11);
+/// Where a notification an owner sends is kept while its line is bound.
+const RECEIVED_NOTIFICATION: Selector = Selector(21);
+/// Selectors for bound INTx lines.
+const FIRST_BOUND_LINE: u32 = 22;
 /// Selectors for BAR capabilities handed out.
 const FIRST_CARVED: u32 = 32;
 const LAST_CARVED: u32 = 190;
 
 sluice_rt::entry!(run);
 
-type Pci = Server<EcamSpace<KernelMapper>, TickDelay, IommuClient, KernelCarver, KernelTables>;
+type Pci = Server<
+    EcamSpace<KernelMapper>,
+    TickDelay,
+    IommuClient,
+    KernelCarver,
+    KernelTables,
+    KernelLines,
+>;
 
 fn run(startup: Startup) {
     sluice_rt::log!("pci-server: started");
@@ -188,6 +202,22 @@ fn start(region: EcamRegion, windows: DeviceWindows, first_owner: u32) -> Pci {
         assignments,
         windows,
         tables: KernelTables::default(),
+        lines: kernel_lines(),
+        intx: IntxRoutes::default(),
+    }
+}
+
+/// The interrupt lines init gives (selector 11; a route fails with the kernel's `EmptySlot`,
+/// logged, when there are none), with free slots for bound lines.
+fn kernel_lines() -> KernelLines {
+    let mut free = heapless::Vec::new();
+    for slot in (FIRST_BOUND_LINE..FIRST_BOUND_LINE + crate::intx::MAX_ROUTES as u32).rev() {
+        let _ = free.push(Selector(slot));
+    }
+    KernelLines {
+        lines: Some(INTERRUPT_LINES),
+        notification_slot: RECEIVED_NOTIFICATION,
+        free,
     }
 }
 
@@ -257,7 +287,7 @@ fn reply_of(response: &crate::service::Response) -> Message {
     let bytes = response.bytes();
     let mut message = wire::reply(&bytes).unwrap_or(Message::new(wire::API_BIT));
     if let Some(selector) = response.capability {
-        let _ = message.push_capability(selector, wire::INBOX, BAR_RIGHTS.bits());
+        let _ = message.push_capability(selector, wire::INBOX, response.capability_rights);
     }
     message
 }

@@ -11,6 +11,7 @@
 //! | `ProgramMsi` (MSI, or MSI-X when asked) | the function's owner | remappable-format MSI, or one MSI-X entry through the table this server maps, with the owner's IRTE handle |
 //! | `BarMemory` | the function's owner | a memory capability for one part of a BAR (never the MSI-X table or PBA pages) |
 //! | `MsixRead` | the function's owner | one DWORD of the MSI-X table or PBA, read-only |
+//! | `RouteIntx` | the function's owner | its INTx bound to the owner's notification through an IRTE ([`crate::intx`]) |
 //! | `Quarantine`, `Assign`, `EnableVfs` | the management client (`ctl`, not there yet) | refused with `NotOwner` |
 
 use pci_api::{
@@ -27,6 +28,7 @@ use zerocopy::IntoBytes;
 
 use crate::assignments::Assignments;
 use crate::bars::{memory_bar, DeviceWindows};
+use crate::intx::{InterruptLines, IntxRoutes};
 use crate::iommu::DomainBinding;
 use crate::msix::TableAccess;
 
@@ -40,8 +42,10 @@ pub struct Response {
     pub status: u32,
     /// The reply struct's bytes.
     pub body: heapless::Vec<u8, 64>,
-    /// A capability for the caller (a BAR).
+    /// A capability for the caller (a BAR, a bound interrupt line).
     pub capability: Option<Selector>,
+    /// The rights the caller gets on `capability`.
+    pub capability_rights: u64,
 }
 
 impl Response {
@@ -50,6 +54,7 @@ impl Response {
             status: error.code(),
             body: heapless::Vec::new(),
             capability: None,
+            capability_rights: 0,
         }
     }
 
@@ -58,6 +63,7 @@ impl Response {
             status: 0,
             body: heapless::Vec::from_slice(body).unwrap_or_default(),
             capability: None,
+            capability_rights: 0,
         }
     }
 
@@ -79,7 +85,14 @@ pub trait Carver {
 }
 
 /// Everything the server holds.
-pub struct Server<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> {
+pub struct Server<
+    C: ConfigSpace,
+    D: Delay,
+    I: DomainBinding,
+    K: Carver,
+    T: TableAccess,
+    L: InterruptLines,
+> {
     pub config: C,
     pub delay: D,
     pub iommu: I,
@@ -89,13 +102,19 @@ pub struct Server<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: Tabl
     pub assignments: Assignments,
     pub windows: DeviceWindows,
     pub tables: T,
+    /// The kernel's interrupt lines (INTx routing).
+    pub lines: L,
+    /// The functions whose INTx is routed to their owner.
+    pub intx: IntxRoutes,
 }
 
 fn width_of(code: AccessWidthCode) -> AccessWidth {
     AccessWidth::from(code)
 }
 
-impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Server<C, D, I, K, T> {
+impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess, L: InterruptLines>
+    Server<C, D, I, K, T, L>
+{
     /// Answers operation `operation` with `bytes` from `caller`.
     pub fn handle(&mut self, caller: OwnerId, operation: u16, bytes: &[u8]) -> Response {
         match decode_request(u32::from(operation), bytes) {
@@ -171,6 +190,7 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
                 structure,
                 offset,
             } => self.msix_read(caller, bdf, structure, offset),
+            Request::RouteIntx { bdf, bit } => self.route_intx(caller, bdf, bit),
             Request::Quarantine(_) | Request::Assign(_) | Request::EnableVfs(_) => {
                 sluice_rt::log!(
                     "pci-server: {caller}: management operation refused (only the management \
@@ -250,8 +270,10 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
             return Err(PciError::NotOwner);
         }
         self.owned(caller, bdf)?;
-        // No entry keeps the owner's IRTE handles, whatever the reset method does to the table.
+        // No entry keeps the owner's IRTE handles, whatever the reset method does to the table;
+        // an INTx line routed to the owner is taken back with its IRTE.
         self.clear_msix(bdf);
+        self.unroute_intx(bdf);
         let mut platform = Platform {
             config: &mut self.config,
             delay: &mut self.delay,
@@ -307,6 +329,7 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Serv
         let reply: BarReply = carve.reply;
         let mut response = Response::ok(reply.as_bytes());
         response.capability = Some(selector);
+        response.capability_rights = BAR_RIGHTS.bits();
         Ok(response)
     }
 }

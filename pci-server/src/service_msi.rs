@@ -14,12 +14,15 @@ use pci_core::registers::{header, Command};
 use pci_core::{ConfigSpace, Delay};
 use zerocopy::IntoBytes;
 
+use crate::intx::InterruptLines;
 use crate::iommu::DomainBinding;
 use crate::irte_check::{self, IrteRefusal};
 use crate::msix::TableAccess;
 use crate::service::{Carver, Response, Server};
 
-impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess> Server<C, D, I, K, T> {
+impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess, L: InterruptLines>
+    Server<C, D, I, K, T, L>
+{
     /// Masks and clears every entry of `bdf`'s MSI-X table (mapping it if needed) with MSI-X
     /// off (`pci_core::msi::clear_msix_table`); a function without MSI-X is left alone. A table
     /// the server cannot reach is logged: the owner cannot reach it either (its pages are

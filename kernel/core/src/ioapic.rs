@@ -158,7 +158,10 @@ mod tests {
     fn remappable_entries_put_the_handle_where_vt_d_reads_it() {
         // Handle 5: bits 63:49 = 5, bit 48 = 1, bit 11 = 0.
         let entry = RedirectionEntry::remappable(5, 0x45, PCI, false);
-        assert_eq!(entry.0, (5 << 49) | (1 << 48) | (1 << 15) | (1 << 13) | 0x45);
+        assert_eq!(
+            entry.0,
+            (5 << 49) | (1 << 48) | (1 << 15) | (1 << 13) | 0x45
+        );
         assert_eq!(entry.high(), (5 << 17) | (1 << 16));
         assert_eq!(entry.low(), 0xa045);
         // Handle bit 15 goes to bit 11, bits 14:0 to 63:49.

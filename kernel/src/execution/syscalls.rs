@@ -527,7 +527,11 @@ fn remappable_line(
         ObjectType::Interrupt,
         sluice_abi::syscall::InterruptRights::REMAP.bits(),
     )?;
-    match kernel.model.object(capability.object).map(|entry| entry.object) {
+    match kernel
+        .model
+        .object(capability.object)
+        .map(|entry| entry.object)
+    {
         Some(Object::Interrupt(bound)) if bound.binding.is_some() => Ok(bound.first_line),
         Some(Object::Interrupt(_)) => Err(Status::NotFound),
         _ => Err(Status::WrongType),

@@ -82,6 +82,24 @@ pub enum PciError {
     /// programming operation; the owner reads table and PBA with `MsixRead`), and the part
     /// index is beyond the BAR's remaining page runs.
     BarPartUnavailable = 28,
+    /// The function has no usable INTx pin: Interrupt Pin reads 0 (or a value above 4), as on
+    /// every virtual function.
+    NoInterruptPin = 29,
+    /// Where the function's INTx arrives is unknown: the host bridge is not one whose routing
+    /// table the server knows (only q35/ICH9 8086:29c0 until an ACPI `_PRT` reader exists),
+    /// or the bridges above the function are not all known.
+    IntxRoutingUnknown = 30,
+    /// The request must carry a capability (the notification to bind, with
+    /// `BIND_INTERRUPT`) and did not.
+    MissingCapability = 31,
+    /// The function's GSI is already bound (another function routed to the same line: INTx
+    /// lines are never shared between owners, nor between two functions of one owner).
+    IntxLineBusy = 32,
+    /// The function's INTx is already routed to its owner.
+    IntxAlreadyRouted = 33,
+    /// The server holds no interrupt lines, or the kernel refused to bind or remap the line
+    /// (the server logs the kernel's status). Nothing stays bound.
+    InterruptRoutingFailed = 34,
 }
 
 impl PciError {
@@ -122,6 +140,12 @@ impl PciError {
             26 => MemoryDecodingDisabled,
             27 => IrteNotOwned,
             28 => BarPartUnavailable,
+            29 => NoInterruptPin,
+            30 => IntxRoutingUnknown,
+            31 => MissingCapability,
+            32 => IntxLineBusy,
+            33 => IntxAlreadyRouted,
+            34 => InterruptRoutingFailed,
             _ => return None,
         })
     }
@@ -168,6 +192,16 @@ impl fmt::Display for PciError {
             PciError::BarPartUnavailable => {
                 "no such part of the BAR (MSI-X table and PBA pages are never handed out)"
             }
+            PciError::NoInterruptPin => "function has no INTx pin (Interrupt Pin 0 or invalid)",
+            PciError::IntxRoutingUnknown => {
+                "INTx routing unknown (host bridge without a known routing table, or broken bridge path)"
+            }
+            PciError::MissingCapability => "request carries no notification capability",
+            PciError::IntxLineBusy => "the function's INTx line is already bound (never shared)",
+            PciError::IntxAlreadyRouted => "the function's INTx is already routed to its owner",
+            PciError::InterruptRoutingFailed => {
+                "the kernel refused to bind or remap the line, or the server holds no lines"
+            }
         };
         f.write_str(text)
     }
@@ -201,7 +235,12 @@ mod tests {
         );
         assert_eq!(PciError::from_code(27), Some(PciError::IrteNotOwned));
         assert_eq!(PciError::from_code(28), Some(PciError::BarPartUnavailable));
-        assert_eq!(PciError::from_code(29), None);
+        assert_eq!(PciError::from_code(29), Some(PciError::NoInterruptPin));
+        assert_eq!(
+            PciError::from_code(34),
+            Some(PciError::InterruptRoutingFailed)
+        );
+        assert_eq!(PciError::from_code(35), None);
         assert_eq!(PciError::from_code(0), None);
     }
 }

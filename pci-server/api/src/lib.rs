@@ -17,7 +17,7 @@ pub use error::PciError;
 pub use messages::{
     decode_request, AccessWidthCode, AssignRequest, BarReply, BarRequest, ClaimRequest,
     ConfigReadReply, ConfigReadRequest, ConfigWriteRequest, EnableVfsRequest, FunctionReply,
-    FunctionRequest, MsiProgramRequest, MsixReadRequest, MsixStructure, OwnerStateCode,
-    ReleaseRequest, Request, ResetMethodCode,
+    FunctionRequest, IntxRouteReply, IntxRouteRequest, MsiProgramRequest, MsixReadRequest,
+    MsixStructure, OwnerStateCode, ReleaseRequest, Request, ResetMethodCode,
 };
 pub use operation::Operation;

@@ -143,6 +143,42 @@ pub struct ClaimRequest {
     pub domain: u32,
 }
 
+/// Route an owned function's INTx to the caller: [`crate::Operation::RouteIntx`]. The
+/// notification to bind (with `BIND_INTERRUPT`) travels as a transfer item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct IntxRouteRequest {
+    /// The function.
+    pub bdf: Bdf,
+    /// The notification bit the line signals, 0..=63.
+    pub bit: u8,
+    /// Zero.
+    pub reserved: u8,
+}
+
+/// Where the function's INTx arrives, and the entry it goes through. The reply carries the
+/// bound interrupt line (`ACKNOWLEDGE` only) as a capability.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct IntxRouteReply {
+    /// The global system interrupt (the kernel's interrupt line; vector 0x30 + `gsi`).
+    pub gsi: u32,
+    /// The interrupt remapping table entry the IOAPIC pin is programmed with.
+    pub irte_handle: u16,
+    /// The function's Interrupt Pin (1 = INTA .. 4 = INTD).
+    pub pin: u8,
+    /// The root-bus device the interrupt leaves the hierarchy at.
+    pub root_device: u8,
+    /// The IOAPIC's source id the entry verifies.
+    pub source_id: Bdf,
+    /// The pin at `root_device` after swizzling (1..=4).
+    pub root_pin: u8,
+    /// Bridges crossed.
+    pub bridges: u8,
+}
+
 /// Ask for one memory BAR of an owned function as a capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -308,6 +344,13 @@ pub enum Request {
         /// Byte offset in it (a multiple of 4).
         offset: u32,
     },
+    /// See [`Operation::RouteIntx`].
+    RouteIntx {
+        /// The function.
+        bdf: Bdf,
+        /// The notification bit, 0..=63.
+        bit: u8,
+    },
 }
 
 /// The two MSI-X structures in BAR memory.
@@ -470,6 +513,16 @@ pub fn decode_request(operation: u32, bytes: &[u8]) -> Result<Request, PciError>
                 bdf: request.bdf,
                 structure,
                 offset: request.offset,
+            })
+        }
+        Operation::RouteIntx => {
+            let request: IntxRouteRequest = read(bytes)?;
+            if request.reserved != 0 || request.bit >= 64 {
+                return Err(PciError::MalformedRequest);
+            }
+            Ok(Request::RouteIntx {
+                bdf: request.bdf,
+                bit: request.bit,
             })
         }
     }
@@ -673,6 +726,44 @@ mod tests {
             Err(PciError::MalformedRequest)
         );
         assert_eq!(decode_request(op, &[0; 6]), Err(PciError::MalformedRequest));
+    }
+
+    #[test]
+    fn intx_routes_name_a_function_and_a_bit() {
+        let request = IntxRouteRequest {
+            bdf: Bdf::from_requester_id(0x0900),
+            bit: 63,
+            reserved: 0,
+        };
+        assert_eq!(
+            decode_request(14, request.as_bytes()),
+            Ok(Request::RouteIntx {
+                bdf: Bdf::from_requester_id(0x0900),
+                bit: 63
+            })
+        );
+        let mut bad = request;
+        bad.bit = 64;
+        assert_eq!(
+            decode_request(14, bad.as_bytes()),
+            Err(PciError::MalformedRequest),
+            "a notification has 64 bits"
+        );
+        bad = request;
+        bad.reserved = 1;
+        assert_eq!(
+            decode_request(14, bad.as_bytes()),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(
+            decode_request(14, &request.as_bytes()[..3]),
+            Err(PciError::MalformedRequest)
+        );
+        assert_eq!(
+            decode_request(15, request.as_bytes()),
+            Err(PciError::UnknownOperation)
+        );
+        assert_eq!(core::mem::size_of::<IntxRouteReply>(), 12);
     }
 
     proptest! {

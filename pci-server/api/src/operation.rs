@@ -70,6 +70,20 @@ pub enum Operation {
     /// `NoSuchFunction`, `NotOwner`, `NoMsixCapability`, `OffsetOutOfRange` (beyond the
     /// structure), `MsixTableUnavailable`, `MemoryDecodingDisabled`.
     MsixRead = 13,
+    /// Route the INTx of a function the caller owns to the caller: the server computes the
+    /// GSI (Interrupt Pin, swizzled through the bridges to the root bus, then the platform's
+    /// routing table, `pci_core::intx`), turns the function's MSI and MSI-X off and sets
+    /// Command.Interrupt Disable while it binds the line to the notification the request
+    /// carries (transfer item, `BIND_INTERRUPT`) at bit `bit`, has the iommu-server program an
+    /// IRTE for the IOAPIC pin (`AllocateIoapicIrte`), points the pin at it (kernel
+    /// `interrupt_remap`), then clears Interrupt Disable. The reply carries the bound line
+    /// with `ACKNOWLEDGE` only (the owner acknowledges it after handling each interrupt; the
+    /// pin is level-triggered and stays masked until then). Request:
+    /// [`crate::IntxRouteRequest`]. Reply: [`crate::IntxRouteReply`]. Errors:
+    /// `MalformedRequest`, `NoSuchFunction`, `NotOwner`, `NoInterruptPin`,
+    /// `IntxRoutingUnknown`, `MissingCapability`, `IntxLineBusy`, `IntxAlreadyRouted`,
+    /// `InterruptRemappingUnavailable`, `IommuRefused`, `InterruptRoutingFailed`.
+    RouteIntx = 14,
 }
 
 impl TryFrom<u32> for Operation {
@@ -90,6 +104,7 @@ impl TryFrom<u32> for Operation {
             11 => Operation::Claim,
             12 => Operation::BarMemory,
             13 => Operation::MsixRead,
+            14 => Operation::RouteIntx,
             _ => return Err(PciError::UnknownOperation),
         })
     }

@@ -15,8 +15,9 @@
 //! [`IntxError::UnknownChipset`] rather than guessed.
 
 use crate::config_space::{AccessWidth, ConfigSpace};
+use crate::function::FunctionInfo;
 use crate::inventory::{Inventory, MAX_DEPTH};
-use crate::registers::header;
+use crate::registers::{header, msi, msix, Command};
 use crate::Bdf;
 use core::fmt;
 
@@ -103,18 +104,26 @@ impl fmt::Display for IntxError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoSuchFunction => write!(formatter, "no such function"),
-            Self::NoInterruptPin => write!(formatter, "Interrupt Pin is 0: the function has no INTx"),
+            Self::NoInterruptPin => {
+                write!(formatter, "Interrupt Pin is 0: the function has no INTx")
+            }
             Self::InvalidInterruptPin(value) => {
                 write!(formatter, "Interrupt Pin holds {value}, not 1..4")
             }
-            Self::BrokenPath => write!(formatter, "the bridges above the function are not all known"),
+            Self::BrokenPath => write!(
+                formatter,
+                "the bridges above the function are not all known"
+            ),
             Self::NoHostBridge => write!(formatter, "no host bridge at 00:00.0"),
             Self::UnknownChipset { vendor, device } => write!(
                 formatter,
                 "host bridge {vendor:04x}:{device:04x} has no known INTx routing (only q35/ICH9 \
                  8086:29c0; an ACPI _PRT reader would cover the rest)"
             ),
-            Self::NotRouted => write!(formatter, "the platform routes no GSI for that slot and pin"),
+            Self::NotRouted => write!(
+                formatter,
+                "the platform routes no GSI for that slot and pin"
+            ),
         }
     }
 }
@@ -248,4 +257,55 @@ pub fn route_intx<C: ConfigSpace + ?Sized>(
         gsi,
         line_name,
     })
+}
+
+/// Switches `function` to legacy interrupts, but held off: Command.Interrupt Disable set
+/// (PCIe Base spec 6.0 section 7.5.1.1.3), MSI Enable and MSI-X Enable cleared (section
+/// 6.1.4.3: a function with either enabled does not use INTx). [`release_intx`] then lets it
+/// assert INTx once the line is bound and remapped.
+pub fn hold_intx<C: ConfigSpace + ?Sized>(config: &mut C, function: &FunctionInfo) {
+    let bdf = function.bdf;
+    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
+    config.write16(
+        bdf,
+        header::COMMAND,
+        (command | Command::INTX_DISABLE).bits(),
+    );
+    if let Some(msi_capability) = function.capabilities.msi {
+        let offset = msi_capability.offset + msi::CONTROL;
+        let control = config.read16(bdf, offset);
+        if control & msi::ENABLE != 0 {
+            config.write16(bdf, offset, control & !msi::ENABLE);
+        }
+    }
+    if let Some(msix_capability) = function.capabilities.msix {
+        let offset = msix_capability.offset + msix::CONTROL;
+        let control = config.read16(bdf, offset);
+        if control & msix::ENABLE != 0 {
+            config.write16(bdf, offset, control & !msix::ENABLE);
+        }
+    }
+}
+
+/// Clears Command.Interrupt Disable: the function may assert INTx.
+pub fn release_intx<C: ConfigSpace + ?Sized>(config: &mut C, bdf: Bdf) {
+    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
+    if command.contains(Command::INTX_DISABLE) {
+        config.write16(
+            bdf,
+            header::COMMAND,
+            (command - Command::INTX_DISABLE).bits(),
+        );
+    }
+}
+
+/// Sets Command.Interrupt Disable: the function stops asserting INTx (its line is being
+/// taken away).
+pub fn silence_intx<C: ConfigSpace + ?Sized>(config: &mut C, bdf: Bdf) {
+    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
+    config.write16(
+        bdf,
+        header::COMMAND,
+        (command | Command::INTX_DISABLE).bits(),
+    );
 }

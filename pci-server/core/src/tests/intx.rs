@@ -129,6 +129,29 @@ fn an_unknown_chipset_is_refused_not_guessed() {
     assert!(message.contains("8086:1237"), "{message}");
 }
 
+#[test]
+fn holding_intx_turns_msi_off_and_releasing_lets_intx_through() {
+    use crate::intx::{hold_intx, release_intx, silence_intx};
+    use crate::registers::{header, msi, Command};
+    use crate::ConfigSpace;
+    let (mut config, inventory) = q35();
+    let edu = inventory.get(q35::EDU).unwrap().clone();
+    let msi_control = edu.capabilities.msi.unwrap().offset + msi::CONTROL;
+    let control = config.read16(q35::EDU, msi_control);
+    config.write16(q35::EDU, msi_control, control | msi::ENABLE);
+    hold_intx(&mut config, &edu);
+    let command = Command::from_bits_retain(config.read16(q35::EDU, header::COMMAND));
+    assert!(command.contains(Command::INTX_DISABLE | Command::MEMORY_SPACE));
+    assert_eq!(config.read16(q35::EDU, msi_control) & msi::ENABLE, 0);
+    release_intx(&mut config, q35::EDU);
+    let command = Command::from_bits_retain(config.read16(q35::EDU, header::COMMAND));
+    assert!(!command.contains(Command::INTX_DISABLE));
+    assert!(command.contains(Command::MEMORY_SPACE), "other bits kept");
+    silence_intx(&mut config, q35::EDU);
+    let command = Command::from_bits_retain(config.read16(q35::EDU, header::COMMAND));
+    assert!(command.contains(Command::INTX_DISABLE));
+}
+
 proptest! {
     #[test]
     fn every_q35_slot_and_pin_lands_on_a_pirq_pin(slot in 0u8..32, pin in 1u8..=4) {
