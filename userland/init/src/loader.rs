@@ -371,6 +371,14 @@ pub fn load<K: Kernel>(
                 let acknowledge = InterruptRights::ACKNOWLEDGE.bits();
                 loader.delegate(bound, domain, interrupt, acknowledge)?;
             }
+            GrantKind::InterruptLines { rights } => {
+                loader.delegate(
+                    Selector(INTERRUPTS),
+                    domain,
+                    grant.destination,
+                    rights.bits(),
+                )?;
+            }
             GrantKind::Device {
                 address,
                 size,

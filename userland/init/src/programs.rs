@@ -23,7 +23,7 @@
 //! line `first_msi_line + 1 + g` is guest `g`'s MSI line.
 
 use sluice_abi::boot::{BootCapabilityKind, BootInfo};
-use sluice_abi::syscall::{MemoryRights, Selector};
+use sluice_abi::syscall::{InterruptRights, MemoryRights, Selector};
 use sluice_rt::types::Quota;
 
 use crate::dmar::MAX_DRHD_UNITS;
@@ -109,6 +109,9 @@ pub enum GrantKind {
     /// Interrupt `line` bound to bit 0 of a new notification: the notification (`WAIT`) at
     /// this grant's destination and the bound interrupt (`ACKNOWLEDGE`) at `interrupt`.
     Interrupt { line: u32, interrupt: u32 },
+    /// The kernel's interrupt lines (init's boot capability) with `rights`: for the server
+    /// that binds lines for others (the pci-server routes owned functions' INTx).
+    InterruptLines { rights: InterruptRights },
     /// Device memory carved from the DeviceMmio boot capabilities.
     Device {
         address: u64,
@@ -358,10 +361,18 @@ pub fn device_windows(
 
 /// First selector of the pci-server's device windows.
 pub const PCI_FIRST_WINDOW: u32 = 6;
+/// The pci-server's interrupt lines (after the last possible device window).
+pub const PCI_INTERRUPT_LINES: u32 = PCI_FIRST_WINDOW + MAX_DEVICE_WINDOWS as u32;
 
 /// The pci-server. Selectors: 3 = a portal to the iommu-server (served by `iommu_thread`),
 /// 4 = the ECAM window when there is one, 5 = the system description (read-only), 6.. = the
-/// [`device_windows`] (read, write, retype: it carves BARs from them). Arguments: the ECAM
+/// [`device_windows`] (read, write, retype: it carves BARs from them), 11 =
+/// [`PCI_INTERRUPT_LINES`]: the interrupt lines with every interrupt right (it binds an owned
+/// function's INTx line to the owner's notification, keeps `REMAP` to point the IOAPIC pin at
+/// an IRTE, and hands the owner the bound line with `ACKNOWLEDGE` only; it binds only the
+/// GSIs its platform table computes, and the kernel's `interrupt_remap` and the iommu-server
+/// refuse any line that is not an IOAPIC pin; narrowing the capability to the IOAPIC lines
+/// needs a kernel call that carves interrupt ranges). Arguments: the ECAM
 /// base (bus 0), start bus | end bus << 8, the first owner number, the number of device
 /// windows, then each window's base and size.
 pub fn pci_server(boot: &BootInfo, iommu_thread: Selector, drhd: &[u64]) -> ProgramSpec {
@@ -399,6 +410,12 @@ pub fn pci_server(boot: &BootInfo, iommu_thread: Selector, drhd: &[u64]) -> Prog
             },
         );
     }
+    let rights = InterruptRights::all();
+    grant(
+        &mut spec,
+        PCI_INTERRUPT_LINES,
+        GrantKind::InterruptLines { rights },
+    );
     argument(&mut spec, boot.ecam_base);
     argument(
         &mut spec,

@@ -146,8 +146,13 @@ fn children_get_exactly_the_documented_capabilities() {
             }
             "pci" => {
                 // 5 = the system description, 6.. = the device windows (DeviceMmio minus the
-                // ECAM window and the VT-d page).
-                assert_eq!(selectors, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+                // ECAM window and the VT-d page), 11 = the interrupt lines (INTx routing).
+                assert_eq!(selectors, [0, 1, 2, 3, 4, 5, 6, 7, 8, 11]);
+                assert_eq!(table[&11].rights, InterruptRights::all().bits());
+                assert!(matches!(
+                    kernel.objects[table[&11].object],
+                    Object::Interrupt { line: None, .. }
+                ));
                 assert_eq!(table[&5].rights, MemoryRights::READ.bits());
                 let windows: Vec<(u64, u64)> = (6..=8)
                     .map(|selector| memory_at(&kernel, table[&selector]))
@@ -198,8 +203,11 @@ fn without_vtd_or_ecam_the_servers_get_only_their_portals() {
     fixture.boot.ecam_base = 0;
     let kernel = booted(&fixture);
     // The pci-server keeps its system description and, without ECAM and VT-d holes, both
-    // device-memory capabilities whole as windows.
-    for (server, expected) in [("iommu", vec![0, 1, 2]), ("pci", vec![0, 1, 2, 3, 5, 6, 7])] {
+    // device-memory capabilities whole as windows, and the interrupt lines.
+    for (server, expected) in [
+        ("iommu", vec![0, 1, 2]),
+        ("pci", vec![0, 1, 2, 3, 5, 6, 7, 11]),
+    ] {
         let table = kernel.table(kernel.domain_named(server).unwrap());
         assert_eq!(
             table.keys().copied().collect::<Vec<_>>(),
