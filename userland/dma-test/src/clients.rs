@@ -109,7 +109,17 @@ impl Servers {
         operation: pci_api::Operation,
         request: &[u8],
     ) -> Result<(Bytes, Option<Selector>), Failure> {
-        let (bytes, received) = self.call(self.pci, operation as u16, request, None)?;
+        self.pci_with(operation, request, None)
+    }
+
+    /// A pci-server operation carrying a capability (selector, rights) to the server.
+    pub fn pci_with(
+        &mut self,
+        operation: pci_api::Operation,
+        request: &[u8],
+        capability: Option<(Selector, u64)>,
+    ) -> Result<(Bytes, Option<Selector>), Failure> {
+        let (bytes, received) = self.call(self.pci, operation as u16, request, capability)?;
         let body = pci_body(bytes.as_slice())?;
         Ok((Bytes::new(body).map_err(|_| Failure::ShortReply)?, received))
     }

@@ -1,5 +1,5 @@
-//! The driver on the Sluice kernel: set-up through the servers, the three checks (edu: DMA,
-//! MSI, isolation; e1000e: MSI-X), the report to init (see the crate documentation).
+//! The driver on the Sluice kernel: set-up through the servers, the checks (edu: DMA, MSI,
+//! isolation, INTx; e1000e: MSI-X), the report to init (see the crate documentation).
 
 use iommu_api::{
     CreateDomainReply, DelegateMemoryReply, DelegateMemoryRequest, FaultReport, IrteReply,
@@ -103,7 +103,7 @@ fn run(startup: Startup) {
         Ok(mut driver) => (run_checks(&mut driver), check_count(driver.kind)),
         Err(failure) => {
             sluice_rt::log!("dma-test: set-up for {device} failed: {failure}");
-            (0b111, 3)
+            (0b1111, 4)
         }
     };
     let passed = count.saturating_sub(failed.count_ones());
@@ -323,7 +323,12 @@ pub(crate) fn config_read(
 type Check = fn(&mut Driver) -> Result<(), &'static str>;
 
 /// The edu checks.
-const EDU_CHECKS: [Check; 3] = [check_own_dma, check_msi, check_isolation];
+const EDU_CHECKS: [Check; 4] = [
+    check_own_dma,
+    check_msi,
+    check_isolation,
+    crate::intx_check::check_intx,
+];
 /// The e1000e (MSI-X) checks.
 const MSIX_CHECKS: [Check; 4] = [
     check_msix_programmed,

@@ -7,7 +7,7 @@
 //!    BAR 0 as a memory capability, memory decoding and bus mastering on through the filtered
 //!    config interface, fault reports subscribed;
 //!
-//! then runs three checks and prints `dma-test: check N passed: ...` for each:
+//! then runs four checks and prints `dma-test: check N passed: ...` for each:
 //!
 //! 1. the device copies a pattern from its buffer into the device and back to another part of
 //!    the buffer, and the driver reads it back;
@@ -17,7 +17,11 @@
 //! 3. the device writes to an IOVA the domain never mapped and to the host-physical address of
 //!    a canary page outside the domain: both are blocked (the iommu-server logs the fault line),
 //!    both fault reports reach the driver with the right requester id and page, and the canary
-//!    (read through the driver's read-only mapping) is unchanged.
+//!    (read through the driver's read-only mapping) is unchanged;
+//! 4. the pci-server routes the device's INTx to the driver (`RouteIntx`, MSI off): the
+//!    device's legacy interrupt arrives through the IOAPIC pin in remappable format (an IRTE
+//!    that verifies the IOAPIC's source id); the pin stays masked until the driver
+//!    acknowledges the line, and the level raised meanwhile arrives on unmask ([`intx`]).
 //!
 //! When its device is an Intel 82574L (QEMU's `e1000e`, 8086:10d3) instead, four checks are
 //! about MSI-X (`userland/systems/msix.toml`, [`msix_checks`]); the table and pending bits are
@@ -50,11 +54,14 @@
 mod clients;
 mod e1000e;
 mod edu;
+mod intx;
 mod msix;
 mod verdict;
 
 #[cfg(target_os = "none")]
 mod driver;
+#[cfg(target_os = "none")]
+mod intx_check;
 #[cfg(target_os = "none")]
 mod msix_checks;
 
