@@ -115,6 +115,21 @@ pub fn remap(line: u32, handle: u16) -> Result<(), Status> {
     write(0x10 + 2 * line, hold.low());
     write(0x11 + 2 * line, entry.high());
     write(0x10 + 2 * line, entry.low());
+    // What the IOAPIC holds now (an emulator that passes compatibility-format interrupts
+    // through would hide a pin left in that format; the read-back names the format).
+    let held =
+        RedirectionEntry(u64::from(read(0x10 + 2 * line)) | u64::from(read(0x11 + 2 * line)) << 32);
+    match held.remapping_handle() {
+        Some(index) => kprintln!(
+            "sluice: IOAPIC pin {line} in remappable format: IRTE {index}, vector {vector:#x}, \
+             redirection entry {:#018x}",
+            held.0
+        ),
+        None => kprintln!(
+            "sluice: IOAPIC pin {line} did not take the remappable format (entry {:#018x})",
+            held.0
+        ),
+    }
     Ok(())
 }
 
