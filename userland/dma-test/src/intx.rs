@@ -57,9 +57,7 @@ pub fn judge(
     match seen.after_unmask {
         Some(bits) if bits & bit != 0 => {}
         _ => {
-            return Err(
-                "the level held while masked did not arrive on unmask (Remote IRR stuck?)",
-            )
+            return Err("the level held while masked did not arrive on unmask (Remote IRR stuck?)")
         }
     }
     if seen.after_release.is_some() {

@@ -79,7 +79,10 @@ pub(crate) fn check_intx(driver: &mut Driver) -> Result<(), &'static str> {
         after_release,
     };
     if let Err(reason) = judge(driver.device, &route, &seen) {
-        sluice_rt::log!("dma-test: INTx observations: {seen:?}, route GSI {}", route.gsi);
+        sluice_rt::log!(
+            "dma-test: INTx observations: {seen:?}, route GSI {}",
+            route.gsi
+        );
         return Err(reason);
     }
     sluice_rt::log!(
