@@ -35,8 +35,6 @@ pub enum IntxPin {
 }
 
 impl IntxPin {
-    const ALL: [IntxPin; 4] = [IntxPin::A, IntxPin::B, IntxPin::C, IntxPin::D];
-
     /// From the Interrupt Pin register: 1..=4; 0 means "no INTx", anything else is invalid.
     pub fn from_register(value: u8) -> Result<IntxPin, IntxError> {
         match value {
@@ -52,7 +50,12 @@ impl IntxPin {
     }
 
     fn from_index(index: u8) -> IntxPin {
-        Self::ALL[usize::from(index % 4)]
+        match index % 4 {
+            0 => IntxPin::A,
+            1 => IntxPin::B,
+            2 => IntxPin::C,
+            _ => IntxPin::D,
+        }
     }
 
     /// The pin a bridge presents on its primary side for this pin of device `device` on its
@@ -69,7 +72,12 @@ impl IntxPin {
 
 impl fmt::Display for IntxPin {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let letter = ['A', 'B', 'C', 'D'][usize::from(self.index())];
+        let letter = match self {
+            IntxPin::A => 'A',
+            IntxPin::B => 'B',
+            IntxPin::C => 'C',
+            IntxPin::D => 'D',
+        };
         write!(formatter, "INT{letter}")
     }
 }
