@@ -219,7 +219,7 @@ pub const BOOT_TESTS: &[BootTest] = &[
             // read-back of the redirection entry is what shows the pin took the remappable one.
             "sluice: IOAPIC pin 21 in remappable format: IRTE 1, vector 0x45",
             "dma-test: check 4 passed: INTx of 09:00.0 (pin 1, via 00:05 pin 1) arrived on GSI 21",
-            "stayed masked until acknowledged, and the level held meanwhile arrived on unmask",
+            "stayed masked until acknowledged, and the level held meanwhile arrived on unmask; a second route was refused",
             "dma-test: all 4 checks passed",
             "init: guest 0 passed",
             "init: guests: 2 passed, 0 failed",

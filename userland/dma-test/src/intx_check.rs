@@ -3,12 +3,12 @@
 //! driver's notification, masked until acknowledged, level-triggered. The observations and
 //! the rule that judges them are in [`crate::intx`].
 
-use pci_api::{IntxRouteReply, IntxRouteRequest};
+use pci_api::{IntxRouteReply, IntxRouteRequest, PciError};
 use sluice_rt::abi::syscall::{InterruptRights, NotificationRights, Selector};
 use sluice_rt::sys;
 use zerocopy::IntoBytes;
 
-use crate::clients::reply;
+use crate::clients::{reply, Failure};
 use crate::driver::{config_read, Driver, COMMAND_OFFSET, DEVICE_TICKS};
 use crate::intx::{judge, IntxObservations, INTX_BIT};
 
@@ -53,6 +53,45 @@ fn route(driver: &mut Driver) -> Result<IntxRouteReply, &'static str> {
     Ok(route)
 }
 
+/// Asks for the route again, without and with a notification: refused with
+/// `MissingCapability` and `IntxAlreadyRouted` (the server drops what came with the request),
+/// and the line still delivers afterwards.
+fn refusals_change_nothing(driver: &mut Driver) -> Result<(), &'static str> {
+    let request = IntxRouteRequest {
+        bdf: driver.device,
+        bit: INTX_BIT,
+        reserved: 0,
+    };
+    let bind = NotificationRights::BIND_INTERRUPT.bits();
+    for (capability, expected) in [
+        (None, PciError::MissingCapability),
+        (Some((INTX_NOTIFICATION, bind)), PciError::IntxAlreadyRouted),
+    ] {
+        let result = driver.servers.pci_with(
+            pci_api::Operation::RouteIntx,
+            request.as_bytes(),
+            capability,
+        );
+        match result {
+            Err(Failure::Pci(code)) if code == expected.code() => {}
+            Err(failure) => {
+                sluice_rt::log!("dma-test: a second INTx route: {failure}, expected {expected}");
+                return Err("a second INTx route was refused for another reason");
+            }
+            Ok(_) => return Err("a second INTx route was accepted"),
+        }
+    }
+    let _ = take(0);
+    driver.edu.raise_interrupt(4);
+    let again = take(DEVICE_TICKS);
+    driver.edu.acknowledge_interrupts();
+    let _ = sys::interrupt_acknowledge(INTX_LINE);
+    match again {
+        Some(bits) if bits & (1 << INTX_BIT) != 0 => Ok(()),
+        _ => Err("after the refused routes the INTx no longer arrived"),
+    }
+}
+
 pub(crate) fn check_intx(driver: &mut Driver) -> Result<(), &'static str> {
     let route = route(driver)?;
     let command = config_read(&mut driver.servers, driver.device, COMMAND_OFFSET, 2)
@@ -85,10 +124,12 @@ pub(crate) fn check_intx(driver: &mut Driver) -> Result<(), &'static str> {
         );
         return Err(reason);
     }
+    refusals_change_nothing(driver)?;
     sluice_rt::log!(
         "dma-test: check 4 passed: INTx of {} (pin {}, via 00:{:02x} pin {}) arrived on GSI {} \
          through IRTE {} (IOAPIC source id {}, remappable format), stayed masked until \
-         acknowledged, and the level held meanwhile arrived on unmask; MSI off",
+         acknowledged, and the level held meanwhile arrived on unmask; a second route was \
+         refused (no notification; already routed) and the line kept working; MSI off",
         driver.device,
         route.pin,
         route.root_device,
