@@ -14,7 +14,8 @@
 //!
 //! While the line is being set up the function's Command.Interrupt Disable is set (and MSI,
 //! MSI-X off), so nothing is asserted on a pin still in compatibility format (blocked, and on
-//! a level-triggered pin a blocked message would leave Remote IRR set).
+//! a level-triggered pin a blocked message would leave Remote IRR set). A refused route puts
+//! Command and the MSI/MSI-X controls back as they were.
 
 use pci_api::{Bdf, IntxRouteReply, OwnerId, PciError};
 use pci_core::intx::{hold_intx, platform_router, release_intx, route_intx, silence_intx};
@@ -159,19 +160,24 @@ where
             .get(bdf)
             .ok_or(PciError::NoSuchFunction)?
             .clone();
-        hold_intx(&mut self.config, &function);
-        let line = self.lines.bind(gsi, notification, bit).map_err(|status| {
-            sluice_rt::log!("pci-server: binding GSI {gsi} for {bdf} refused: {status:?}");
-            if status == Status::Busy {
-                PciError::IntxLineBusy
-            } else {
-                PciError::InterruptRoutingFailed
+        let held = hold_intx(&mut self.config, &function);
+        let line = match self.lines.bind(gsi, notification, bit) {
+            Ok(line) => line,
+            Err(status) => {
+                held.restore(&mut self.config);
+                sluice_rt::log!("pci-server: binding GSI {gsi} for {bdf} refused: {status:?}");
+                return Err(if status == Status::Busy {
+                    PciError::IntxLineBusy
+                } else {
+                    PciError::InterruptRoutingFailed
+                });
             }
-        })?;
+        };
         let entry = match self.iommu.allocate_ioapic_irte(gsi, caller) {
             Ok(entry) => entry,
             Err(refusal) => {
                 self.lines.unbind(line);
+                held.restore(&mut self.config);
                 sluice_rt::log!(
                     "pci-server: INTx of {bdf}: the iommu-server refused an IRTE for GSI {gsi} \
                      (code {})",
@@ -188,6 +194,7 @@ where
             sluice_rt::log!("pci-server: remapping GSI {gsi} for {bdf} refused: {status:?}");
             let _ = self.iommu.free_irte(entry.handle);
             self.lines.unbind(line);
+            held.restore(&mut self.config);
             return Err(PciError::InterruptRoutingFailed);
         }
         release_intx(&mut self.config, bdf);

@@ -255,6 +255,13 @@ fn refusals_before_binding_touch_nothing_but_the_notification() {
 #[test]
 fn a_busy_line_or_a_refused_entry_is_undone() {
     let mut server = claimed_edu();
+    let edu = server.inventory.get(q35::EDU).unwrap().clone();
+    let msi_control = edu.capabilities.msi.unwrap().offset + msi::CONTROL;
+    let control = server.config.read16(q35::EDU, msi_control);
+    server
+        .config
+        .write16(q35::EDU, msi_control, control | msi::ENABLE);
+    let before = server.config.read16(q35::EDU, header::COMMAND);
     server.lines.refuse_bind = Some(Status::Busy);
     assert_eq!(
         route(&mut server, OWNER, q35::EDU, 0).status,
@@ -262,9 +269,15 @@ fn a_busy_line_or_a_refused_entry_is_undone() {
     );
     assert_eq!(server.lines.calls, vec![LineCall::Drop(NOTIFICATION)]);
     assert!(server.iommu.2.allocated.is_empty());
-    assert!(
-        command(&server).contains(Command::INTX_DISABLE),
-        "the function stays held off"
+    assert_eq!(
+        server.config.read16(q35::EDU, header::COMMAND),
+        before,
+        "a refusal puts Command back"
+    );
+    assert_ne!(
+        server.config.read16(q35::EDU, msi_control) & msi::ENABLE,
+        0,
+        "and MSI"
     );
 
     server.lines.refuse_bind = None;
@@ -310,6 +323,8 @@ fn a_busy_line_or_a_refused_entry_is_undone() {
     );
     assert!(server.iommu.2.allocated.is_empty());
     assert_eq!(server.iommu.2.freed.len(), 1, "the entry freed again");
+    assert_eq!(server.config.read16(q35::EDU, header::COMMAND), before);
+    assert_ne!(server.config.read16(q35::EDU, msi_control) & msi::ENABLE, 0);
     let calls = &server.lines.calls;
     assert_eq!(
         calls.get(calls.len() - 2..),

@@ -267,32 +267,62 @@ pub fn route_intx<C: ConfigSpace + ?Sized>(
     })
 }
 
+/// What [`hold_intx`] changed, to put back if the route is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldInterrupts {
+    bdf: Bdf,
+    command: u16,
+    /// (offset, value) of MSI Message Control before.
+    msi_control: Option<(u16, u16)>,
+    /// (offset, value) of MSI-X Message Control before.
+    msix_control: Option<(u16, u16)>,
+}
+
+impl HeldInterrupts {
+    /// Puts Command, MSI and MSI-X Message Control back as they were.
+    pub fn restore<C: ConfigSpace + ?Sized>(&self, config: &mut C) {
+        for (offset, value) in [self.msi_control, self.msix_control].into_iter().flatten() {
+            config.write16(self.bdf, offset, value);
+        }
+        config.write16(self.bdf, header::COMMAND, self.command);
+    }
+}
+
 /// Switches `function` to legacy interrupts, but held off: Command.Interrupt Disable set
 /// (PCIe Base spec 6.0 section 7.5.1.1.3), MSI Enable and MSI-X Enable cleared (section
 /// 6.1.4.3: a function with either enabled does not use INTx). [`release_intx`] then lets it
-/// assert INTx once the line is bound and remapped.
-pub fn hold_intx<C: ConfigSpace + ?Sized>(config: &mut C, function: &FunctionInfo) {
+/// assert INTx once the line is bound and remapped; the returned state undoes it all.
+pub fn hold_intx<C: ConfigSpace + ?Sized>(
+    config: &mut C,
+    function: &FunctionInfo,
+) -> HeldInterrupts {
     let bdf = function.bdf;
-    let command = Command::from_bits_retain(config.read16(bdf, header::COMMAND));
-    config.write16(
+    let command = config.read16(bdf, header::COMMAND);
+    let held = HeldInterrupts {
         bdf,
-        header::COMMAND,
-        (command | Command::INTX_DISABLE).bits(),
-    );
-    if let Some(msi_capability) = function.capabilities.msi {
-        let offset = msi_capability.offset + msi::CONTROL;
-        let control = config.read16(bdf, offset);
+        command,
+        msi_control: function.capabilities.msi.map(|capability| {
+            let offset = capability.offset + msi::CONTROL;
+            (offset, config.read16(bdf, offset))
+        }),
+        msix_control: function.capabilities.msix.map(|capability| {
+            let offset = capability.offset + msix::CONTROL;
+            (offset, config.read16(bdf, offset))
+        }),
+    };
+    let command = Command::from_bits_retain(command) | Command::INTX_DISABLE;
+    config.write16(bdf, header::COMMAND, command.bits());
+    if let Some((offset, control)) = held.msi_control {
         if control & msi::ENABLE != 0 {
             config.write16(bdf, offset, control & !msi::ENABLE);
         }
     }
-    if let Some(msix_capability) = function.capabilities.msix {
-        let offset = msix_capability.offset + msix::CONTROL;
-        let control = config.read16(bdf, offset);
+    if let Some((offset, control)) = held.msix_control {
         if control & msix::ENABLE != 0 {
             config.write16(bdf, offset, control & !msix::ENABLE);
         }
     }
+    held
 }
 
 /// Clears Command.Interrupt Disable: the function may assert INTx.

@@ -139,10 +139,19 @@ fn holding_intx_turns_msi_off_and_releasing_lets_intx_through() {
     let msi_control = edu.capabilities.msi.unwrap().offset + msi::CONTROL;
     let control = config.read16(q35::EDU, msi_control);
     config.write16(q35::EDU, msi_control, control | msi::ENABLE);
-    hold_intx(&mut config, &edu);
+    let before = config.read16(q35::EDU, header::COMMAND);
+    let held = hold_intx(&mut config, &edu);
     let command = Command::from_bits_retain(config.read16(q35::EDU, header::COMMAND));
     assert!(command.contains(Command::INTX_DISABLE | Command::MEMORY_SPACE));
     assert_eq!(config.read16(q35::EDU, msi_control) & msi::ENABLE, 0);
+    held.restore(&mut config);
+    assert_eq!(
+        config.read16(q35::EDU, header::COMMAND),
+        before,
+        "a refusal puts it back"
+    );
+    assert_ne!(config.read16(q35::EDU, msi_control) & msi::ENABLE, 0);
+    let _ = hold_intx(&mut config, &edu);
     release_intx(&mut config, q35::EDU);
     let command = Command::from_bits_retain(config.read16(q35::EDU, header::COMMAND));
     assert!(!command.contains(Command::INTX_DISABLE));
