@@ -175,6 +175,26 @@ mod tests {
         assert_eq!(all.0 & 0x5700, 0);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn remappable_entries_keep_every_field_in_its_place(
+            handle in proptest::prelude::any::<u16>(),
+            vector in 0x10u8..=0xff,
+            pin in 0u32..24,
+            masked in proptest::prelude::any::<bool>(),
+        ) {
+            let signal = PinSignal::of_pin(pin);
+            let entry = RedirectionEntry::remappable(handle, vector, signal, masked);
+            proptest::prop_assert_eq!(entry.remapping_handle(), Some(handle));
+            proptest::prop_assert_eq!(entry.0 & 0xff, u64::from(vector));
+            proptest::prop_assert_eq!(entry.0 & LEVEL_TRIGGERED != 0, signal.level_triggered);
+            proptest::prop_assert_eq!(entry.0 & ACTIVE_LOW != 0, signal.active_low);
+            proptest::prop_assert_eq!(entry.is_masked(), masked);
+            // Nothing outside the defined fields: delivery mode, status, Remote IRR, 47:17.
+            proptest::prop_assert_eq!(entry.0 & 0x0000_ffff_fffe_5700, 0);
+        }
+    }
+
     #[test]
     fn the_handle_round_trips_through_the_entry() {
         for handle in [0u16, 1, 0x7fff, 0x8000, 0x8001, 0xabcd, 0xffff] {
