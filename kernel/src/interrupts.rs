@@ -22,9 +22,7 @@ pub fn handle(vector: u8, frame: &mut TrapFrame) -> *mut TrapFrame {
             apic::end_of_interrupt();
             crate::execution::preempt(frame)
         }
-        vector => {
-            apic::end_of_interrupt();
-            crate::execution::device_interrupt(vector, frame)
-        }
+        // Masks the line first, then ends the interrupt (see `execution::device_interrupt`).
+        vector => crate::execution::device_interrupt(vector, frame),
     }
 }

@@ -293,11 +293,7 @@ impl InterruptLines for KernelLines {
     }
 
     fn remap(&mut self, line: Selector, handle: u16) -> Result<(), Status> {
-        let raw = sluice_rt::sys::raw(
-            sluice_rt::abi::syscall::Syscall::InterruptRemap,
-            [u64::from(line.0), u64::from(handle), 0, 0, 0, 0],
-        );
-        sluice_rt::sys::decode(raw).map(|_| ())
+        sluice_rt::sys::interrupt_remap(line, handle)
     }
 
     fn unbind(&mut self, line: Selector) {

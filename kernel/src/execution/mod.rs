@@ -363,6 +363,9 @@ pub fn preempt(frame: &mut TrapFrame) -> *mut TrapFrame {
 
 /// A device interrupt: signal the notification its interrupt object is bound to. Returns the
 /// frame to resume.
+///
+/// The line is masked before the end of interrupt: for a level-triggered IOAPIC pin the EOI
+/// clears its Remote IRR, and a pin still asserted and unmasked would be delivered again.
 pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) -> *mut TrapFrame {
     {
         let mut kernel = KERNEL.lock();
@@ -373,6 +376,7 @@ pub fn device_interrupt(vector: u8, frame: &mut TrapFrame) -> *mut TrapFrame {
             }
         }
     }
+    crate::apic::end_of_interrupt();
     preempt(frame)
 }
 

@@ -4,7 +4,7 @@
 use super::threads::RunState;
 use super::{Kernel, OBJECTS};
 use crate::paging::PAGE_4K;
-use kernel_objects::{Mapping, MappingKind, Object, ObjectId, TeardownSink};
+use kernel_objects::{Interrupt, Mapping, MappingKind, Object, ObjectId, TeardownSink};
 
 /// Splits the kernel so the model can be borrowed alongside a sink over the rest.
 pub fn with_sink<R>(
@@ -109,6 +109,12 @@ impl TeardownSink for RestSink<'_> {
                 }
                 state.name = [0; 8];
             }
+            // A bound line whose object goes away stops firing (its notification is gone).
+            Object::Interrupt(Interrupt {
+                first_line,
+                binding: Some(_),
+                ..
+            }) => crate::interrupt_routing::mask(*first_line),
             Object::Vm(_) => crate::virtualization::destroy_vm(id.index),
             Object::Vcpu(_) => crate::virtualization::destroy_vcpu(id.index),
             _ => {}

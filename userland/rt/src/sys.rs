@@ -311,6 +311,15 @@ pub fn memory_physical(memory: Selector, offset: u64) -> Result<u64, Status> {
     ))
 }
 
+/// `interrupt_remap`: program the IOAPIC pin of the bound line `interrupt` (needs `REMAP`) in
+/// remappable format with IRTE `handle` (VT-d 5.1.5.1); the iommu-server owns the entry.
+pub fn interrupt_remap(interrupt: Selector, handle: u16) -> Result<(), Status> {
+    invoke(
+        Syscall::InterruptRemap,
+        [sel(interrupt), u64::from(handle), 0, 0, 0, 0],
+    )
+}
+
 /// `interrupt_acknowledge`: unmask a bound interrupt line after handling it.
 pub fn interrupt_acknowledge(interrupt: Selector) -> Result<(), Status> {
     invoke(
