@@ -117,19 +117,17 @@ fn memory_bar(function: &FunctionInfo, bar_index: u8) -> Option<&crate::bar::Bar
         })
 }
 
-/// Locates `function`'s Pending Bit Array in its BARs (PBA BIR must name an implemented
-/// memory BAR and the array must fit in it).
-pub fn pba_location(function: &FunctionInfo) -> Result<MsixPbaLocation, MsixLocationError> {
+/// The host-physical address of `bytes` at `offset` in `function`'s memory BAR `bar_index`,
+/// checked to lie inside it (where the MSI-X table and PBA must be: PCIe 6.0 7.7.2.4/7.7.2.5).
+fn place_in_bar(
+    function: &FunctionInfo,
+    bar_index: u8,
+    offset: u32,
+    bytes: u64,
+) -> Result<u64, MsixLocationError> {
     let bdf = function.bdf;
-    let capability = function
-        .capabilities
-        .msix
-        .ok_or(MsixLocationError::NoMsix(bdf))?;
-    let bar_index = capability.pba_bir;
     let bar = memory_bar(function, bar_index)
         .ok_or(MsixLocationError::BarNotMemory { bdf, bar_index })?;
-    let bytes = u64::from(capability.table_size).div_ceil(64) * 8;
-    let offset = capability.pba_offset;
     let outside = MsixLocationError::TableOutsideBar {
         bdf,
         offset,
@@ -140,7 +138,20 @@ pub fn pba_location(function: &FunctionInfo) -> Result<MsixPbaLocation, MsixLoca
     if end > bar.size {
         return Err(outside);
     }
-    let address = bar.address.checked_add(u64::from(offset)).ok_or(outside)?;
+    bar.address.checked_add(u64::from(offset)).ok_or(outside)
+}
+
+/// Locates `function`'s Pending Bit Array in its BARs (PBA BIR must name an implemented
+/// memory BAR and the array must fit in it).
+pub fn pba_location(function: &FunctionInfo) -> Result<MsixPbaLocation, MsixLocationError> {
+    let bdf = function.bdf;
+    let capability = function
+        .capabilities
+        .msix
+        .ok_or(MsixLocationError::NoMsix(bdf))?;
+    let bar_index = capability.pba_bir;
+    let bytes = u64::from(capability.table_size).div_ceil(64) * 8;
+    let address = place_in_bar(function, bar_index, capability.pba_offset, bytes)?;
     Ok(MsixPbaLocation {
         bar_index,
         address: HostPhys(address),
@@ -195,21 +206,8 @@ pub fn table_location(function: &FunctionInfo) -> Result<MsixTableLocation, Msix
         .msix
         .ok_or(MsixLocationError::NoMsix(bdf))?;
     let bar_index = capability.table_bir;
-    let bar = memory_bar(function, bar_index)
-        .ok_or(MsixLocationError::BarNotMemory { bdf, bar_index })?;
     let bytes = u64::from(capability.table_size) * u64::from(msix::ENTRY_SIZE);
-    let offset = capability.table_offset;
-    let outside = MsixLocationError::TableOutsideBar {
-        bdf,
-        offset,
-        bytes,
-        bar_size: bar.size,
-    };
-    let end = u64::from(offset).checked_add(bytes).ok_or(outside)?;
-    if end > bar.size {
-        return Err(outside);
-    }
-    let address = bar.address.checked_add(u64::from(offset)).ok_or(outside)?;
+    let address = place_in_bar(function, bar_index, capability.table_offset, bytes)?;
     Ok(MsixTableLocation {
         bdf,
         bar_index,
