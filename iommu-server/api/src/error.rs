@@ -144,6 +144,24 @@ iommu_errors! {
     AmbiguousIoapic = 46 => "several IOAPICs: which one has the GSI is unknown",
     /// The GSI already has an IRTE: an INTx line is never shared between owners.
     GsiInUse = 47 => "the GSI already has an interrupt remapping table entry",
+    /// A reported bridge's secondary bus is not above the bridge's own bus, or its subordinate
+    /// bus is below its secondary bus.
+    InvalidBusRange = 48 => "bridge bus range empty or not below the bridge",
+    /// A bridge is reported twice, or two bridges' bus ranges overlap without one bridge
+    /// sitting below the other (buses form a tree: ranges nest or stay apart).
+    OverlappingBridges = 49 => "bridges repeated or their bus ranges overlap",
+    /// A bridge report part is not the next one (parts are numbered from 0), or a later part
+    /// arrived with no report begun.
+    ReportOutOfOrder = 50 => "bridge report part out of order",
+    /// The report names more bridges than the server keeps.
+    BridgeLimitReached = 51 => "too many bridges reported",
+    /// The bridges' bus ranges were already reported; routing is fixed.
+    BridgesAlreadyReported = 52 => "bridge bus ranges already reported",
+    /// A device is already placed in a domain, so routing can no longer change under it.
+    DevicesAlreadyPlaced = 53 => "devices already placed: routing can no longer change",
+    /// With the reported bus ranges, two DRHD units claim the same device or buses (the DMAR
+    /// contradicts the bus numbers); routing stays as it was.
+    ConflictingUnits = 54 => "with these bus ranges two VT-d units claim one device",
 }
 
 impl fmt::Display for IommuError {

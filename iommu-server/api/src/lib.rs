@@ -8,12 +8,16 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod bridge_report;
 pub mod error;
 pub mod messages;
 pub mod operation;
 pub mod request;
 
 pub use address::{Bdf, HostPhys, IoVirt};
+pub use bridge_report::{
+    BridgeBuses, BridgeReport, ReportBridgesRequest, BRIDGES_PER_REPORT, REPORT_LAST_PART,
+};
 pub use error::IommuError;
 pub use messages::*;
 pub use operation::Operation;

@@ -75,6 +75,16 @@ pub enum Operation {
     /// `InterruptRemappingUnavailable` (no unit remaps, or not the IOAPIC's), `NoIoapicScope`,
     /// `AmbiguousIoapic`, `GsiInUse`, `IrteExhausted`, `HardwareTimeout`.
     AllocateIoapicIrte = 14,
+    /// For the pci-server only, once at boot before it places any device: every PCI-to-PCI
+    /// bridge of segment 0 with its secondary and subordinate bus, in parts of at most
+    /// [`crate::BRIDGES_PER_REPORT`] ([`crate::ReportBridgesRequest`]). The last part makes the
+    /// server resolve the DMAR's bridge scopes and scope paths through bridges and re-route
+    /// devices to units (VT-d spec 8.3.1). A refused part changes nothing; a part 0 starts the
+    /// report afresh. Errors: `NotOwner` (the caller is not the pci-server), `InvalidField`,
+    /// `InvalidBusRange`, `OverlappingBridges`, `ReportOutOfOrder`, `BridgeLimitReached`,
+    /// `BridgesAlreadyReported`, `DevicesAlreadyPlaced`, `ConflictingUnits`,
+    /// `UnsupportedHardware` (no DMA remapping).
+    ReportBridges = 15,
 }
 
 impl Operation {
@@ -94,6 +104,7 @@ impl Operation {
         Operation::TakeFault,
         Operation::QueryIrte,
         Operation::AllocateIoapicIrte,
+        Operation::ReportBridges,
     ];
 }
 

@@ -4,7 +4,7 @@
 //! alias count in range); the server then checks the request against its state.
 
 use crate::messages::*;
-use crate::{Bdf, IoVirt, IommuError, Operation};
+use crate::{Bdf, BridgeReport, IoVirt, IommuError, Operation, ReportBridgesRequest};
 use zerocopy::FromBytes;
 
 /// Interrupt delivery mode of a remapped interrupt (Intel SDM vol 3 11.11.2). Only the modes a
@@ -175,6 +175,8 @@ pub enum Request {
         /// The owner the pin is routed to.
         owner: u32,
     },
+    /// See [`Operation::ReportBridges`].
+    ReportBridges(BridgeReport),
 }
 
 /// Reads a message struct that must fill `bytes` exactly.
@@ -354,6 +356,10 @@ impl Request {
                     owner: message.owner,
                 }
             }
+            Operation::ReportBridges => {
+                let message: ReportBridgesRequest = exact(payload)?;
+                Request::ReportBridges(BridgeReport::decode(&message)?)
+            }
         })
     }
 }
@@ -412,7 +418,7 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(Request::decode(0, &[]), Err(IommuError::UnknownOperation));
-        assert_eq!(Request::decode(15, &[]), Err(IommuError::UnknownOperation));
+        assert_eq!(Request::decode(16, &[]), Err(IommuError::UnknownOperation));
     }
 
     #[test]
@@ -544,7 +550,7 @@ mod tests {
             Err(IommuError::MalformedMessage)
         );
         assert_eq!(
-            Request::decode(15, &[0; 4]),
+            Request::decode(16, &[0; 4]),
             Err(IommuError::UnknownOperation)
         );
     }

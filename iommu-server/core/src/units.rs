@@ -147,6 +147,25 @@ impl<R: VtdRegisters, C: Clock> UnitSet<R, C> {
         &self.topology
     }
 
+    /// Replaces the routing with `topology` (the same DMAR read with more knowledge, e.g. the
+    /// bridges' bus numbers). Refused with `ConflictingUnits`, changing nothing, unless it
+    /// lists the same units at the same register bases in the same order.
+    pub fn reroute(&mut self, topology: Topology) -> Result<(), IommuError> {
+        let same = topology.units().len() == self.topology.units().len()
+            && topology
+                .units()
+                .iter()
+                .zip(self.topology.units())
+                .all(|(new, old)| {
+                    new.register_base == old.register_base && new.segment == old.segment
+                });
+        if !same {
+            return Err(IommuError::ConflictingUnits);
+        }
+        self.topology = topology;
+        Ok(())
+    }
+
     /// Number of units the DMAR lists (up or not).
     pub fn len(&self) -> usize {
         self.units.len()

@@ -4,13 +4,15 @@
 //! before anything is handed out, so the accessors cannot fail on the table's shape and nothing
 //! panics on garbage. DRHD (8.3), RMRR (8.4) and ATSR (8.5) are decoded; RHSA, ANDD, SATC,
 //! SIDP and unknown types are skipped by their length. [`topology`] decides which unit
-//! translates which device.
+//! translates which device; [`bridges`] holds the bridges' bus numbers the pci-server reports.
 
+pub mod bridges;
 mod scope;
 mod structures;
 pub mod topology;
 
-pub use scope::{BusWalk, DeviceScope, ScopeKind};
+pub use bridges::{BridgeTable, BridgeTableError};
+pub use scope::{BusWalk, DeviceScope, NoBusWalk, ScopeKind};
 pub use structures::{Atsr, Drhd, RemappingStructure, Rmrr};
 pub use topology::{Topology, TopologyError};
 

@@ -34,6 +34,23 @@ pub trait BusWalk {
         let _ = bridge;
         None
     }
+
+    /// Whether the walk knows every bridge of segment 0 (the pci-server enumerated them all):
+    /// then a function it reports no bus numbers for is no bridge, and a scope path through it
+    /// names no device. `false` by default (nothing can be concluded from a missing answer).
+    fn knows_every_bridge(&self) -> bool {
+        false
+    }
+}
+
+/// A walk that reads nothing: paths through bridges do not resolve, bridge scopes have no
+/// known bus range.
+pub struct NoBusWalk;
+
+impl BusWalk for NoBusWalk {
+    fn secondary_bus(&mut self, _bridge: Bdf) -> Option<u8> {
+        None
+    }
 }
 
 /// One device scope entry.

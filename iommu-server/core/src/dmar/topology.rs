@@ -12,14 +12,20 @@
 //!    exists that could translate it.
 //!
 //! A bridge scope whose bus range the walk could not read (the iommu-server has no config
-//! space) may cover any bus other than the bridge's own: a device on such a bus that matched
-//! nothing explicitly is refused as [`TopologyError::Ambiguous`] rather than guessed into the
-//! catch-all unit. IOAPIC and HPET scopes are recorded per unit with their enumeration id and
-//! source-id requester id, for remapping their interrupts through the unit that covers them.
+//! space until the pci-server reports the bridges, [`super::BridgeTable`]) may cover any bus
+//! other than the bridge's own: a device on such a bus that matched nothing explicitly is
+//! refused as [`TopologyError::Ambiguous`] rather than guessed into the catch-all unit. A walk
+//! that knows every bridge ([`BusWalk::knows_every_bridge`]) settles this: a bridge scope
+//! naming a function with no bus numbers claims that function alone, and a path through a
+//! function that is no bridge names no device (counted in [`UnitScope::absent`]). Walks apply
+//! to segment 0 only (the segment the pci-server enumerates); other segments' paths through
+//! bridges stay unresolved. IOAPIC and HPET scopes are recorded per unit with their
+//! enumeration id and source-id requester id, for remapping their interrupts through the unit
+//! that covers them.
 
 use core::fmt;
 
-use super::{BusWalk, Dmar, ScopeKind};
+use super::{BusWalk, Dmar, DmarError, Drhd, NoBusWalk, ScopeKind};
 use iommu_api::{Bdf, HostPhys};
 
 /// Most DRHD units the server tracks.
@@ -137,6 +143,9 @@ pub struct UnitScope {
     pub hpets: heapless::Vec<InterruptSource, MAX_INTERRUPT_SOURCES>,
     /// Scope entries whose path could not be walked (they name nothing the server can route).
     pub unresolved: u8,
+    /// Scope entries whose path crosses a function the walk knows is no bridge (they name no
+    /// device that exists).
+    pub absent: u8,
 }
 
 impl UnitScope {
@@ -169,47 +178,15 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Collects and checks the units of `dmar`; `walk` reads bridges' bus numbers.
+    /// Collects and checks the units of `dmar`; `walk` reads segment 0's bridges' bus numbers.
     pub fn from_dmar(dmar: &Dmar<'_>, walk: &mut impl BusWalk) -> Result<Self, TopologyError> {
         let mut units: heapless::Vec<UnitScope, MAX_UNITS> = heapless::Vec::new();
         for (index, drhd) in dmar.units().enumerate() {
-            let mut unit = UnitScope {
-                register_base: drhd.register_base,
-                segment: drhd.segment,
-                include_pci_all: drhd.include_pci_all(),
-                endpoints: heapless::Vec::new(),
-                bridges: heapless::Vec::new(),
-                ioapics: heapless::Vec::new(),
-                hpets: heapless::Vec::new(),
-                unresolved: 0,
+            let unit = if drhd.segment == 0 {
+                Self::unit(index, &drhd, walk)?
+            } else {
+                Self::unit(index, &drhd, &mut NoBusWalk)?
             };
-            let too_large = TopologyError::ScopeTooLarge { unit: index };
-            for entry in drhd.scopes() {
-                let Ok(device) = entry.resolve(walk) else {
-                    unit.unresolved = unit.unresolved.saturating_add(1);
-                    continue;
-                };
-                let source = InterruptSource {
-                    enumeration_id: entry.enumeration_id,
-                    source_id: device,
-                };
-                match entry.kind {
-                    ScopeKind::Endpoint => {
-                        unit.endpoints.push(device).map_err(|_| too_large)?;
-                    }
-                    ScopeKind::Bridge => {
-                        let buses = walk.bus_range(device);
-                        let bridge = BridgeScope {
-                            bridge: device,
-                            buses,
-                        };
-                        unit.bridges.push(bridge).map_err(|_| too_large)?;
-                    }
-                    ScopeKind::IoApic => unit.ioapics.push(source).map_err(|_| too_large)?,
-                    ScopeKind::Hpet => unit.hpets.push(source).map_err(|_| too_large)?,
-                    ScopeKind::AcpiNamespace | ScopeKind::Reserved(_) => {}
-                }
-            }
             units.push(unit).map_err(|_| TopologyError::TooManyUnits)?;
         }
         if units.is_empty() {
@@ -218,6 +195,65 @@ impl Topology {
         let topology = Self { units };
         topology.check()?;
         Ok(topology)
+    }
+
+    /// What DRHD number `index` says, its paths and bridges resolved through `walk`.
+    fn unit(
+        index: usize,
+        drhd: &Drhd<'_>,
+        walk: &mut impl BusWalk,
+    ) -> Result<UnitScope, TopologyError> {
+        let mut unit = UnitScope {
+            register_base: drhd.register_base,
+            segment: drhd.segment,
+            include_pci_all: drhd.include_pci_all(),
+            endpoints: heapless::Vec::new(),
+            bridges: heapless::Vec::new(),
+            ioapics: heapless::Vec::new(),
+            hpets: heapless::Vec::new(),
+            unresolved: 0,
+            absent: 0,
+        };
+        let too_large = TopologyError::ScopeTooLarge { unit: index };
+        for entry in drhd.scopes() {
+            let device = match entry.resolve(walk) {
+                Ok(device) => device,
+                Err(DmarError::PathNotFound) if walk.knows_every_bridge() => {
+                    unit.absent = unit.absent.saturating_add(1);
+                    continue;
+                }
+                Err(_) => {
+                    unit.unresolved = unit.unresolved.saturating_add(1);
+                    continue;
+                }
+            };
+            let source = InterruptSource {
+                enumeration_id: entry.enumeration_id,
+                source_id: device,
+            };
+            match entry.kind {
+                ScopeKind::Endpoint => {
+                    unit.endpoints.push(device).map_err(|_| too_large)?;
+                }
+                ScopeKind::Bridge => match walk.bus_range(device) {
+                    // Known to be no bridge: the scope claims the function itself only.
+                    None if walk.knows_every_bridge() => {
+                        unit.endpoints.push(device).map_err(|_| too_large)?;
+                    }
+                    buses => {
+                        let bridge = BridgeScope {
+                            bridge: device,
+                            buses,
+                        };
+                        unit.bridges.push(bridge).map_err(|_| too_large)?;
+                    }
+                },
+                ScopeKind::IoApic => unit.ioapics.push(source).map_err(|_| too_large)?,
+                ScopeKind::Hpet => unit.hpets.push(source).map_err(|_| too_large)?,
+                ScopeKind::AcpiNamespace | ScopeKind::Reserved(_) => {}
+            }
+        }
+        Ok(unit)
     }
 
     fn check(&self) -> Result<(), TopologyError> {

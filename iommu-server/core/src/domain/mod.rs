@@ -179,6 +179,38 @@ impl DomainManager {
         })
     }
 
+    /// Whether any requester id is placed (in quarantine or a client domain): its context
+    /// entry sits in the unit routing chose, so routing must not change any more.
+    pub fn has_devices(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    /// Adds RMRR regions learnt after start (devices behind bridges, once their buses are
+    /// known); regions already known are skipped. Checked whole first: `Misaligned` for an
+    /// unaligned or empty region, `DeviceLimitReached` past [`MAX_RESERVED`], both changing
+    /// nothing.
+    pub fn add_reserved(&mut self, regions: &[ReservedRegion]) -> Result<(), IommuError> {
+        let mut added = self.reserved.clone();
+        for region in regions {
+            if !is_page_aligned(region.base.0) || !is_page_aligned(region.size) || region.size == 0
+            {
+                return Err(IommuError::Misaligned);
+            }
+            if !added.contains(region) {
+                added
+                    .push(*region)
+                    .map_err(|_| IommuError::DeviceLimitReached)?;
+            }
+        }
+        self.reserved = added;
+        Ok(())
+    }
+
+    /// The RMRR regions identity-mapped for their devices.
+    pub fn reserved(&self) -> &[ReservedRegion] {
+        &self.reserved
+    }
+
     /// The quarantine domain's top-level table.
     pub fn quarantine_root(&self) -> HostPhys {
         self.quarantine_root

@@ -1,6 +1,7 @@
 //! Host tests against the fake VT-d unit: DMAR blobs, unit bring-up, DMA domains, faults,
 //! interrupt remapping, and a model-based property test of the page tables.
 
+mod bridges;
 mod dmar_blobs;
 mod domains;
 mod faults;
