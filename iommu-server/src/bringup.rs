@@ -20,7 +20,7 @@
 
 use iommu_api::IommuError;
 use iommu_core::clock::Clock;
-use iommu_core::dmar::{Dmar, Topology, TopologyError};
+use iommu_core::dmar::{Dmar, NoBusWalk, Topology, TopologyError};
 use iommu_core::domain::{DeviceScope, DomainManager, QuarantineMode, ReservedRegion};
 use iommu_core::interrupt_remapping::{InterruptRemapping, IrteTable};
 use iommu_core::memory::{FrameAllocator, PhysMemory};
@@ -44,29 +44,24 @@ pub struct Scope {
     pub reserved: heapless::Vec<ReservedRegion, { iommu_core::domain::MAX_RESERVED }>,
     /// Whether the DMAR's INTR_REMAP flag is set.
     pub interrupt_remapping: bool,
+    /// The DMAR, read again once the pci-server reports the bridges ([`crate::bridges`]).
+    pub dmar: Option<Dmar<'static>>,
 }
 
-/// No bridge can be walked (the iommu-server has no config space): paths through bridges do
-/// not resolve, and bridge scopes have no known bus range.
-struct NoWalk;
-
-impl iommu_core::dmar::BusWalk for NoWalk {
-    fn secondary_bus(&mut self, _bridge: iommu_api::Bdf) -> Option<u8> {
-        None
-    }
-}
-
-/// The units (checked: no overlaps, at least one) and RMRRs of the DMAR. An RMRR whose device
-/// no unit translates is skipped with a log line: nothing could attach that device.
-pub fn scope(dmar: &Dmar<'_>) -> Result<Scope, TopologyError> {
-    let topology = Topology::from_dmar(dmar, &mut NoWalk)?;
+/// The units (checked: no overlaps, at least one) and RMRRs of the DMAR. No bridge can be
+/// walked yet (the iommu-server has no config space): paths through bridges do not resolve and
+/// bridge scopes have no known bus range until the pci-server reports the bridges. An RMRR
+/// whose device no unit translates is skipped with a log line: nothing could attach that
+/// device.
+pub fn scope(dmar: &Dmar<'static>) -> Result<Scope, TopologyError> {
+    let topology = Topology::from_dmar(dmar, &mut NoBusWalk)?;
     let mut reserved = heapless::Vec::new();
     for rmrr in dmar.reserved_regions() {
         let Ok((base, size)) = rmrr.region() else {
             continue;
         };
         for entry in rmrr.scopes() {
-            match entry.resolve(&mut NoWalk) {
+            match entry.resolve(&mut NoBusWalk) {
                 Ok(device) => {
                     match topology.unit_of(device) {
                         Ok(_) => {
@@ -83,7 +78,7 @@ pub fn scope(dmar: &Dmar<'_>) -> Result<Scope, TopologyError> {
                     }
                 }
                 Err(error) => sluice_rt::log!(
-                    "iommu-server: RMRR at {base} skipped for a device behind a bridge: {error}"
+                    "iommu-server: RMRR at {base} waits for the bridge report (a device behind a bridge): {error}"
                 ),
             }
         }
@@ -92,6 +87,7 @@ pub fn scope(dmar: &Dmar<'_>) -> Result<Scope, TopologyError> {
         topology,
         reserved,
         interrupt_remapping: dmar.interrupt_remapping(),
+        dmar: Some(*dmar),
     })
 }
 
@@ -210,5 +206,6 @@ pub fn bring_up<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator>(
         domain_owners: heapless::Vec::new(),
         subscriptions: heapless::Vec::new(),
         ioapic_pins: crate::ioapic_pins::IoapicPins::default(),
+        bridges: crate::bridges::BridgeRouting::new(scope.dmar),
     })
 }

@@ -13,7 +13,8 @@
 //!    `iommu: fault bdf=BB:DD.F addr=0x... kind=read|write reason=0xNN (name)` and queues it
 //!    for the device's owner (whose notification it signals);
 //! 4. tells init it is ready and serves `iommu-api` ([`service`], checked by [`policy`]) and
-//!    the common protocol.
+//!    the common protocol; the pci-server's report of the bridges' bus numbers resolves the
+//!    DMAR's bridge scopes and re-routes devices before the first is placed ([`bridges`]).
 //!
 //! Capabilities init gives it (its table at start):
 //!
@@ -40,6 +41,7 @@
 // On the host only the host-tested modules are built; their start-up users are not.
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+mod bridges;
 mod bringup;
 mod hardware;
 mod ioapic_pins;

@@ -126,7 +126,7 @@ fn start(
     }
     // SAFETY: `dmar_length` bytes from `dmar_offset` lie inside the read-only mapping made
     // above, which stays for the program's life and is never written.
-    let bytes =
+    let bytes: &'static [u8] =
         unsafe { core::slice::from_raw_parts((DMAR_VIRTUAL + dmar_offset) as *const u8, length) };
     let dmar = Dmar::parse(bytes).map_err(|_| "the ACPI DMAR table is malformed")?;
     let scope = scope(&dmar).map_err(|error| {

@@ -62,6 +62,8 @@ pub struct Iommu<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> {
     pub subscriptions: heapless::Vec<(ClientId, u32), MAX_SUBSCRIPTIONS>,
     /// The IOAPIC pins with an IRTE (`AllocateIoapicIrte`).
     pub ioapic_pins: crate::ioapic_pins::IoapicPins,
+    /// The pci-server's bridge report ([`crate::bridges`]).
+    pub bridges: crate::bridges::BridgeRouting,
 }
 
 /// Reply bytes: a header and a body.
@@ -85,7 +87,7 @@ impl Reply {
         }
     }
 
-    fn ok(body: &[u8]) -> Reply {
+    pub(crate) fn ok(body: &[u8]) -> Reply {
         let mut bytes: heapless::Vec<u8, 64> =
             heapless::Vec::from_slice(ReplyHeader::default().as_bytes()).unwrap_or_default();
         if bytes.extend_from_slice(body).is_err() {
@@ -282,6 +284,12 @@ impl<R: VtdRegisters, C: Clock, M: PhysMemory, A: FrameAllocator> Iommu<R, C, M,
             Request::TakeFault => {
                 let report = self.faults.take(client)?;
                 Ok(Reply::ok(report.as_bytes()))
+            }
+            Request::ReportBridges(report) => {
+                if caller != Caller::DeviceManager {
+                    return Err(IommuError::NotOwner);
+                }
+                self.report_bridges(&report)
             }
         }
     }

@@ -16,6 +16,7 @@ use iommu_core::registers::{Register32, VtdRegisters};
 use iommu_core::HostPhys;
 use zerocopy::{FromBytes, IntoBytes};
 
+mod bridge_report;
 mod ioapic_pins;
 mod multi_unit;
 
@@ -105,6 +106,7 @@ fn server(config: FakeVtdConfig, insecure: bool) -> Server {
         topology: qemu_topology(),
         reserved: heapless::Vec::new(),
         interrupt_remapping: true,
+        dmar: None,
     };
     let frames = FakeFrameAllocator::new(HostPhys(0x1000_0000), 512);
     let unit = UnitRegisters {

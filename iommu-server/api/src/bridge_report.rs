@@ -94,10 +94,9 @@ impl BridgeReport {
             return Err(IommuError::InvalidField);
         }
         let used = message.bridges.get(..count).unwrap_or(&[]);
-        if used
-            .iter()
-            .any(|entry| entry.secondary <= entry.bridge.bus() || entry.subordinate < entry.secondary)
-        {
+        if used.iter().any(|entry| {
+            entry.secondary <= entry.bridge.bus() || entry.subordinate < entry.secondary
+        }) {
             return Err(IommuError::InvalidBusRange);
         }
         Ok(BridgeReport {
@@ -161,7 +160,10 @@ mod tests {
         };
         refused(|m| m.count = 121, IommuError::InvalidField);
         refused(|m| m.flags = 2, IommuError::InvalidField);
-        refused(|m| m.bridges[1] = entry(0, 2, 5, 5), IommuError::InvalidField);
+        refused(
+            |m| m.bridges[1] = entry(0, 2, 5, 5),
+            IommuError::InvalidField,
+        );
         refused(|m| m.bridges[0].secondary = 0, IommuError::InvalidBusRange);
         refused(
             |m| m.bridges[0] = entry(3, 0, 3, 4),
@@ -172,10 +174,7 @@ mod tests {
             IommuError::InvalidBusRange,
         );
         assert_eq!(
-            Request::decode(
-                Operation::ReportBridges as u32,
-                &message.as_bytes()[..480]
-            ),
+            Request::decode(Operation::ReportBridges as u32, &message.as_bytes()[..480]),
             Err(IommuError::MalformedMessage)
         );
     }

@@ -23,8 +23,8 @@ fn desktop() -> Vec<u8> {
 /// A server over the desktop DMAR given register pages for `units` only.
 fn desktop_server(units: &[usize]) -> Server {
     let memory = FakeMemory::new();
-    let bytes = desktop();
-    let dmar = Dmar::parse(&bytes).unwrap();
+    let bytes: &'static [u8] = desktop().leak();
+    let dmar = Dmar::parse(bytes).unwrap();
     let scope = crate::bringup::scope(&dmar).unwrap();
     let given: Vec<_> = units
         .iter()
@@ -256,7 +256,7 @@ fn a_device_no_unit_covers_is_refused() {
             drhd(0, 0xfed9_1000, &[scope(1, 0, 0, &[(3, 0)])]),
         ],
     );
-    let dmar = Dmar::parse(&bytes).unwrap();
+    let dmar = Dmar::parse(bytes.leak()).unwrap();
     let scope = crate::bringup::scope(&dmar).unwrap();
     let memory = FakeMemory::new();
     let given: Vec<_> = (0..2)
@@ -286,13 +286,13 @@ fn inconsistent_dmars_are_refused_before_any_unit_is_touched() {
             drhd(1, 0xfed9_1000, &[scope(1, 0, 0, &[(2, 0)])]),
         ],
     );
-    let dmar = Dmar::parse(&overlap).unwrap();
+    let dmar = Dmar::parse(overlap.leak()).unwrap();
     assert!(matches!(
         crate::bringup::scope(&dmar),
         Err(iommu_core::dmar::TopologyError::Overlap { .. })
     ));
     let empty = table(39, 0x1, &[]);
-    let dmar = Dmar::parse(&empty).unwrap();
+    let dmar = Dmar::parse(empty.leak()).unwrap();
     assert!(matches!(
         crate::bringup::scope(&dmar),
         Err(iommu_core::dmar::TopologyError::NoUnits)

@@ -43,10 +43,16 @@ impl fmt::Display for BridgeTableError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BridgeTableError::InvalidRange(bridge) => {
-                write!(f, "bridge {bridge}: bus range empty or not below the bridge")
+                write!(
+                    f,
+                    "bridge {bridge}: bus range empty or not below the bridge"
+                )
             }
             BridgeTableError::Overlapping { first, second } => {
-                write!(f, "bridges {first} and {second}: repeated or overlapping bus ranges")
+                write!(
+                    f,
+                    "bridges {first} and {second}: repeated or overlapping bus ranges"
+                )
             }
             BridgeTableError::TooMany => write!(f, "more than {MAX_BRIDGES} bridges"),
         }

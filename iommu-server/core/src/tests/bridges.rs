@@ -143,7 +143,13 @@ fn root_port_scopes_route_the_devices_behind_them_once_buses_are_known() {
     let blind = topology(&two_sockets(), &mut NoWalk).unwrap();
     assert_eq!(blind.unit_of(bdf(0, 0x1c, 0)), Ok(0), "the port itself");
     // The unwalkable path might name any device, even one on the port's own bus.
-    for behind in [bdf(0, 2, 0), bdf(3, 0, 0), bdf(4, 0, 0), bdf(4, 1, 0), bdf(5, 0, 0)] {
+    for behind in [
+        bdf(0, 2, 0),
+        bdf(3, 0, 0),
+        bdf(4, 0, 0),
+        bdf(4, 1, 0),
+        bdf(5, 0, 0),
+    ] {
         assert_eq!(
             blind.unit_of(behind),
             Err(TopologyError::Ambiguous(behind)),
