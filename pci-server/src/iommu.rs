@@ -154,7 +154,7 @@ impl IommuClient {
         T::read_from_bytes(body).map_err(|_| IommuRefusal(IommuError::MalformedMessage.code()))
     }
 
-    fn call(&mut self, operation: Operation, bytes: &[u8]) -> Result<(), IommuRefusal> {
+    pub(crate) fn call(&mut self, operation: Operation, bytes: &[u8]) -> Result<(), IommuRefusal> {
         let (reply, _) = wire::call(&mut self.buffer, self.portal, operation as u16, bytes, None)
             .map_err(|_| IommuRefusal(CALL_FAILED))?;
         match reply_status(reply.as_slice()) {

@@ -6,8 +6,10 @@
 //! 2. maps the ECAM window bus by bus ([`ecam`]) and enumerates segment 0;
 //! 3. checks the system description's assignments against what it found and refuses missing
 //!    functions loudly ([`assignments`]); enables the SR-IOV virtual functions it assigns;
-//! 4. prints the boot listing (`pci_core::listing`) and puts every endpoint in the IOMMU's
-//!    quarantine domain ([`iommu`]);
+//! 4. prints the boot listing (`pci_core::listing`), reports every bridge's bus numbers to the
+//!    iommu-server so that it can route devices behind DMAR bridge scopes
+//!    ([`bridge_report`]), and puts every endpoint in the IOMMU's quarantine domain
+//!    ([`iommu`]);
 //! 5. tells init it is ready and serves `pci-api` requests and the common protocol
 //!    ([`service`]).
 //!
@@ -35,6 +37,7 @@
 
 mod assignments;
 mod bars;
+mod bridge_report;
 mod delay;
 mod description;
 mod ecam;

@@ -122,7 +122,8 @@ fn device_windows(count: u64, word: impl Fn(usize) -> u64) -> DeviceWindows {
     DeviceWindows::new(windows)
 }
 
-/// Enumerates, checks the description, enables assigned VFs, lists, quarantines.
+/// Enumerates, checks the description, enables assigned VFs, lists, reports the bridges to the
+/// iommu-server, quarantines.
 fn start(region: EcamRegion, windows: DeviceWindows, first_owner: u32) -> Pci {
     let mut config = EcamSpace::new(
         region,
@@ -188,6 +189,8 @@ fn start(region: EcamRegion, windows: DeviceWindows, first_owner: u32) -> Pci {
         sluice_rt::sys::exit()
     };
     let mut iommu = IommuClient::new(buffer, IOMMU_PORTAL);
+    // Before the first device is placed: the iommu-server fixes its routing with it.
+    crate::bridge_report::report_bridges(&mut iommu, &inventory);
     quarantine_all(&mut iommu, &inventory);
     Server {
         config,
