@@ -10,8 +10,9 @@ use pci_api::{BarReply, Bdf, PciError};
 use pci_core::bar::{Bar, BarKind};
 use sluice_rt::abi::syscall::Selector;
 
-/// Most device windows.
-pub const MAX_WINDOWS: usize = 5;
+/// Most device windows (selectors 6..=15; as many as init's argument words carry, see
+/// [`crate::arguments`]).
+pub const MAX_WINDOWS: usize = 10;
 /// Most BAR capabilities handed out at once.
 pub const MAX_HANDED_OUT: usize = 32;
 /// The page size.

@@ -23,11 +23,11 @@
 //! | 3 | the iommu-server's portal | `CALL` |
 //! | 4 | the ECAM window of PCI segment 0, buses start..=end (memory; empty when there is none) | `READ`, `WRITE` |
 //! | 5 | the system description (boot module) | `READ` |
-//! | 6..10 | device windows BARs are carved from | `READ`, `WRITE`, `RETYPE` |
-//! | 11 | the kernel's interrupt lines, for routing owned functions' INTx ([`intx`]) | `RETYPE`, `ACKNOWLEDGE`, `REMAP` |
+//! | 6..=15 | device windows BARs are carved from (at most `bars::MAX_WINDOWS`) | `READ`, `WRITE`, `RETYPE` |
+//! | 16 | the kernel's interrupt lines, for routing owned functions' INTx ([`intx`]) | `RETYPE`, `ACKNOWLEDGE`, `REMAP` |
 //!
-//! Arguments: the ECAM base (bus 0), start bus | end bus << 8, the first owner number, the
-//! number of device windows, then base and size of each window.
+//! Arguments ([`arguments`]): the ECAM base (bus 0); start bus, end bus, the number of device
+//! windows and the first owner number in one word; then the windows' pages, packed.
 //!
 //! Portals served (created by init, handled by this thread): one per client, whose portal id is
 //! the client's number in init's start order; for device owners it is their owner id.
@@ -35,6 +35,7 @@
 // On the host only the host-tested modules are built; their start-up users are not.
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+mod arguments;
 mod assignments;
 mod bars;
 mod bridge_report;

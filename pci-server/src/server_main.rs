@@ -31,12 +31,13 @@ const IOMMU_PORTAL: Selector = Selector(3);
 const ECAM_WINDOW: Selector = Selector(4);
 /// Selector of the system description.
 const SYSDESC: Selector = Selector(5);
-/// First device window.
+/// First device window (selectors 6..=15, `bars::MAX_WINDOWS`).
 const FIRST_WINDOW: u32 = 6;
 /// The notification the delays wait on (created at start).
 const DELAY_NOTIFICATION: Selector = Selector(20);
-/// The kernel's interrupt lines (INTx routing).
-const INTERRUPT_LINES: Selector = Selector(11);
+/// The kernel's interrupt lines (INTx routing), after the last possible device window
+/// (`init::programs::PCI_INTERRUPT_LINES`).
+const INTERRUPT_LINES: Selector = Selector(FIRST_WINDOW + crate::bars::MAX_WINDOWS as u32);
 /// Where a notification an owner sends is kept while its line is bound.
 const RECEIVED_NOTIFICATION: Selector = Selector(21);
 /// Selectors for bound INTx lines.
@@ -81,14 +82,16 @@ fn run(startup: Startup) {
             )
         }
     };
-    let word = |index| arguments.get(index).unwrap_or(0);
-    let (ecam_base, buses, first_owner) = (word(0), word(1), word(2));
-    let region = EcamRegion::new(
-        HostPhys(ecam_base),
-        0,
-        (buses & 0xff) as u8,
-        ((buses >> 8) & 0xff) as u8,
-    );
+    let decoded = crate::arguments::decode(|index| arguments.get(index).unwrap_or(0));
+    if decoded.windows_ignored > 0 {
+        sluice_rt::log!(
+            "pci-server: {} device window(s) beyond the {} it keeps are not used",
+            decoded.windows_ignored,
+            crate::bars::MAX_WINDOWS
+        );
+    }
+    let ecam_base = decoded.ecam_base;
+    let region = EcamRegion::new(HostPhys(ecam_base), 0, decoded.start_bus, decoded.end_bus);
     let region = match region {
         Ok(region) if ecam_base != 0 => region,
         _ => {
@@ -101,22 +104,24 @@ fn run(startup: Startup) {
             )
         }
     };
-    let windows = device_windows(word(3), word);
-    let mut server = start(region, windows, u32::try_from(first_owner).unwrap_or(0));
+    let windows = device_windows(&decoded.windows);
+    let mut server = start(region, windows, decoded.first_owner);
     if let Err(error) = protocol::ready(&mut buffer, Selector(PARENT_PORTAL)) {
         sluice_rt::log!("pci-server: telling the parent ready failed: {error}");
     }
     serve(&mut buffer, &mut server)
 }
 
-fn device_windows(count: u64, word: impl Fn(usize) -> u64) -> DeviceWindows {
+/// The windows init delegated, at selectors [`FIRST_WINDOW`].. in argument order.
+fn device_windows(ranges: &[(u64, u64)]) -> DeviceWindows {
     let mut windows = heapless::Vec::new();
-    for index in 0..count.min(crate::bars::MAX_WINDOWS as u64) as usize {
+    for (selector, (base, size)) in (FIRST_WINDOW..).zip(ranges) {
         let window = DeviceWindow {
-            selector: Selector(FIRST_WINDOW + index as u32),
-            base: word(4 + 2 * index),
-            size: word(5 + 2 * index),
+            selector: Selector(selector),
+            base: *base,
+            size: *size,
         };
+        // Cannot fail: `ranges` holds at most MAX_WINDOWS.
         let _ = windows.push(window);
     }
     DeviceWindows::new(windows)
@@ -210,7 +215,7 @@ fn start(region: EcamRegion, windows: DeviceWindows, first_owner: u32) -> Pci {
     }
 }
 
-/// The interrupt lines init gives (selector 11; a route fails with the kernel's `EmptySlot`,
+/// The interrupt lines init gives (selector 16; a route fails with the kernel's `EmptySlot`,
 /// logged, when there are none), with free slots for bound lines.
 fn kernel_lines() -> KernelLines {
     let mut free = heapless::Vec::new();

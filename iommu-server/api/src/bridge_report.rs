@@ -37,6 +37,32 @@ impl BridgeBuses {
     pub fn covers(&self, bus: u8) -> bool {
         (self.secondary..=self.subordinate).contains(&bus)
     }
+
+    /// Whether the range is well formed: secondary above the bridge's own bus, subordinate
+    /// not below secondary.
+    pub fn is_valid(&self) -> bool {
+        self.secondary > self.bridge.bus() && self.subordinate >= self.secondary
+    }
+
+    /// Whether this entry and `other` can both be true of one bus tree: different bridges; a
+    /// bridge on a bus below the other has its whole range inside the other's; bridges not
+    /// below one another forward disjoint ranges. Both sides check reports with it (the
+    /// pci-server before sending, the iommu-server on receipt).
+    pub fn consistent_with(&self, other: &BridgeBuses) -> bool {
+        let inside = |inner: &BridgeBuses, outer: &BridgeBuses| {
+            inner.secondary >= outer.secondary && inner.subordinate <= outer.subordinate
+        };
+        if self.bridge == other.bridge {
+            return false;
+        }
+        if self.covers(other.bridge.bus()) {
+            return inside(other, self);
+        }
+        if other.covers(self.bridge.bus()) {
+            return inside(self, other);
+        }
+        self.subordinate < other.secondary || other.subordinate < self.secondary
+    }
 }
 
 /// [`crate::Operation::ReportBridges`]: one part of the report.

@@ -13,8 +13,8 @@
 //! Then per program (each function below lists its selectors and argument words):
 //! iommu-server 3-8 and 9-15 (first DMAR unit, DMAR table, table frames, fault interrupt,
 //! watcher memory; the further DMAR units' register pages);
-//! pci-server 3-5 and 6.. (iommu-server portal, ECAM window, system description, device
-//! windows); vmm-server 3 (pci-server portal); dma-test 3-8 (both server portals, DMA buffer,
+//! pci-server 3-5, 6..=15 and 16 (iommu-server portal, ECAM window, system description, device
+//! windows, interrupt lines); vmm-server 3 (pci-server portal); dma-test 3-8 (both server portals, DMA buffer,
 //! canary page, its MSI line). A portal to a server carries the calling child's number as its
 //! id, which is how servers know who calls.
 //!
@@ -29,12 +29,22 @@ use sluice_rt::types::Quota;
 use crate::dmar::MAX_DRHD_UNITS;
 use crate::layout::{CHILD_STACK_SIZE, PAGE, SERVER_STACK_SIZE};
 
-/// Most capabilities a program gets beyond the common three.
-pub const MAX_GRANTS: usize = 12;
-/// Most argument words init passes.
+/// Most capabilities a program gets beyond the common three (the pci-server's three,
+/// [`MAX_DEVICE_WINDOWS`] and its interrupt lines are the most).
+pub const MAX_GRANTS: usize = 14;
+/// Most argument words init passes (`sluice_rt::start::MAX_ARGUMENTS`).
 pub const MAX_PROGRAM_ARGUMENTS: usize = 15;
-/// Most device windows the pci-server gets for BARs.
-pub const MAX_DEVICE_WINDOWS: usize = 5;
+/// The pci-server's argument words that carry its device windows (after the two header words).
+pub const PCI_WINDOW_WORDS: usize = MAX_PROGRAM_ARGUMENTS - 2;
+/// Bits of one packed window field: a page frame number or a page count of an address below
+/// 2^52, the largest physical address width (MAXPHYADDR <= 52, Intel SDM vol. 3A 4.1.4).
+pub const WINDOW_FIELD_BITS: usize = 40;
+/// Highest physical address (exclusive) a window may reach.
+pub const PHYSICAL_ADDRESS_LIMIT: u64 = 1 << (WINDOW_FIELD_BITS + 12);
+/// Most device windows the pci-server gets for BARs: as many (first page, page count) pairs of
+/// [`WINDOW_FIELD_BITS`] as [`PCI_WINDOW_WORDS`] hold (10); their selectors 6..=15 come before
+/// its interrupt lines (16) and its own objects (from 20).
+pub const MAX_DEVICE_WINDOWS: usize = PCI_WINDOW_WORDS * 64 / (2 * WINDOW_FIELD_BITS);
 
 /// Scheduling priority of the servers and test programs.
 pub const PROGRAM_PRIORITY: u8 = 10;
@@ -294,17 +304,54 @@ pub fn ecam_window(boot: &BootInfo) -> Option<(u64, u64)> {
     Some((start, buses * ECAM_BUS_BYTES))
 }
 
-/// The ranges of `range` (start, end exclusive) left after removing `holes`, at most
-/// [`MAX_DEVICE_WINDOWS`] pieces, page-aligned.
-fn subtract(
-    range: (u64, u64),
-    holes: &[(u64, u64)],
-) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
-    let mut pieces: heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> = heapless::Vec::new();
+/// Why a piece of device MMIO is not handed to the pci-server (init logs each with its range).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowRefusal {
+    /// The pci-server already has [`MAX_DEVICE_WINDOWS`] windows.
+    TooManyWindows,
+    /// The piece does not start or end on a page boundary (a capability is page-granular).
+    NotPageAligned,
+    /// The piece reaches beyond [`PHYSICAL_ADDRESS_LIMIT`], which the argument packing covers.
+    BeyondAddressWidth,
+    /// More holes (VT-d pages) than init keeps track of: no piece of the range is known to be
+    /// free of them.
+    TooManyHoles,
+}
+
+impl core::fmt::Display for WindowRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WindowRefusal::TooManyWindows => write!(
+                f,
+                "it already has {MAX_DEVICE_WINDOWS} device windows (its argument words hold no more)"
+            ),
+            WindowRefusal::NotPageAligned => f.write_str("the range is not page-aligned"),
+            WindowRefusal::BeyondAddressWidth => {
+                write!(f, "the range reaches beyond {PHYSICAL_ADDRESS_LIMIT:#x}")
+            }
+            WindowRefusal::TooManyHoles => {
+                f.write_str("more VT-d and ECAM holes than init tracks")
+            }
+        }
+    }
+}
+
+/// Holes cut from device MMIO: the ECAM window, the kernel's VT-d unit, the DMAR's units.
+const MAX_HOLES: usize = MAX_DRHD_UNITS + 2;
+/// Pieces one range can fall into: each hole splits at most one piece in two.
+const MAX_PIECES: usize = MAX_HOLES + 1;
+
+/// The ranges of `range` (start, end exclusive) left after removing `holes`, in address order
+/// of the cuts. Holes lie within [`MAX_HOLES`], so no piece can be lost; a zero-length piece is
+/// nothing and is left out.
+fn subtract(range: (u64, u64), holes: &[(u64, u64)]) -> heapless::Vec<(u64, u64), MAX_PIECES> {
+    let mut pieces: heapless::Vec<(u64, u64), MAX_PIECES> = heapless::Vec::new();
     let _ = pieces.push(range);
-    for (hole_start, hole_end) in holes {
-        let mut next: heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> = heapless::Vec::new();
+    for (hole_start, hole_end) in holes.iter().take(MAX_HOLES) {
+        let mut next: heapless::Vec<(u64, u64), MAX_PIECES> = heapless::Vec::new();
         for (start, end) in &pieces {
+            // Every piece of `pieces` adds at most one more here, and there are at most
+            // MAX_HOLES holes: `next` never overflows.
             if *hole_end <= *start || *hole_start >= *end {
                 let _ = next.push((*start, *end));
                 continue;
@@ -318,27 +365,43 @@ fn subtract(
         }
         pieces = next;
     }
-    pieces.retain(|(start, end)| start.is_multiple_of(PAGE) && end > start);
+    pieces.retain(|(start, end)| end > start);
     pieces
 }
 
 /// The device MMIO the pci-server may hand out as BARs: every DeviceMmio boot range minus the
 /// ECAM window and the VT-d units' pages (`drhd`, and the kernel's unit; those belong to the
-/// servers that own them).
+/// servers that own them). Every piece that cannot be handed out is logged with its range.
 pub fn device_windows(
     boot: &BootInfo,
     drhd: &[u64],
 ) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
-    let mut holes: heapless::Vec<(u64, u64), { MAX_DRHD_UNITS + 2 }> = heapless::Vec::new();
+    device_windows_reporting(boot, drhd, |start, end, reason| {
+        sluice_rt::log!(
+            "init: device MMIO {start:#x}-{:#x} not handed to the pci-server: {reason}",
+            end.saturating_sub(1)
+        )
+    })
+}
+
+/// [`device_windows`], telling `left_out` of every piece (start, end exclusive) that is not
+/// handed out, and why.
+pub fn device_windows_reporting(
+    boot: &BootInfo,
+    drhd: &[u64],
+    mut left_out: impl FnMut(u64, u64, WindowRefusal),
+) -> heapless::Vec<(u64, u64), MAX_DEVICE_WINDOWS> {
+    let mut holes: heapless::Vec<(u64, u64), MAX_HOLES> = heapless::Vec::new();
+    let mut complete = true;
     if let Some((address, size)) = ecam_window(boot) {
-        let _ = holes.push((address, address.saturating_add(size)));
+        complete &= holes.push((address, address.saturating_add(size))).is_ok();
     }
     if boot.dmar_unit != 0 {
         let page = boot.dmar_unit - boot.dmar_unit % PAGE;
-        let _ = holes.push((page, page.saturating_add(PAGE)));
+        complete &= holes.push((page, page.saturating_add(PAGE))).is_ok();
     }
     for page in drhd.iter().filter(|page| **page != 0) {
-        let _ = holes.push((*page, page.saturating_add(PAGE)));
+        complete &= holes.push((*page, page.saturating_add(PAGE))).is_ok();
     }
     let mut windows = heapless::Vec::new();
     for capability in boot
@@ -350,13 +413,53 @@ pub fn device_windows(
             capability.base,
             capability.base.saturating_add(capability.size),
         );
+        if !complete {
+            left_out(range.0, range.1, WindowRefusal::TooManyHoles);
+            continue;
+        }
         for (start, end) in subtract(range, &holes) {
-            if windows.push((start, end - start)).is_err() {
-                return windows;
+            let refusal = if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) {
+                Some(WindowRefusal::NotPageAligned)
+            } else if end > PHYSICAL_ADDRESS_LIMIT {
+                Some(WindowRefusal::BeyondAddressWidth)
+            } else if windows.push((start, end - start)).is_err() {
+                Some(WindowRefusal::TooManyWindows)
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
+                left_out(start, end, refusal);
             }
         }
     }
     windows
+}
+
+/// Packs `windows` (page-aligned, below [`PHYSICAL_ADDRESS_LIMIT`]) into the pci-server's
+/// window words: window `i` is the fields `2i` (first page frame number) and `2i + 1` (page
+/// count), field `k` taking bits `40k ..= 40k + 39` of the words read as one little-endian bit
+/// string (bit 0 = bit 0 of the first word). The pci-server's `arguments` module reads them.
+pub fn pack_windows(windows: &[(u64, u64)]) -> [u64; PCI_WINDOW_WORDS] {
+    let mut words = [0u64; PCI_WINDOW_WORDS];
+    let mask = (1u64 << WINDOW_FIELD_BITS) - 1;
+    let fields = windows
+        .iter()
+        .take(MAX_DEVICE_WINDOWS)
+        .flat_map(|(base, size)| [base / PAGE, size / PAGE]);
+    for (index, field) in fields.enumerate() {
+        let bit = index * WINDOW_FIELD_BITS;
+        let (word, shift) = (bit / 64, bit % 64);
+        let value = field & mask;
+        if let Some(slot) = words.get_mut(word) {
+            *slot |= value << shift;
+        }
+        if shift + WINDOW_FIELD_BITS > 64 {
+            if let Some(slot) = words.get_mut(word + 1) {
+                *slot |= value >> (64 - shift);
+            }
+        }
+    }
+    words
 }
 
 /// First selector of the pci-server's device windows.
@@ -365,16 +468,16 @@ pub const PCI_FIRST_WINDOW: u32 = 6;
 pub const PCI_INTERRUPT_LINES: u32 = PCI_FIRST_WINDOW + MAX_DEVICE_WINDOWS as u32;
 
 /// The pci-server. Selectors: 3 = a portal to the iommu-server (served by `iommu_thread`),
-/// 4 = the ECAM window when there is one, 5 = the system description (read-only), 6.. = the
-/// [`device_windows`] (read, write, retype: it carves BARs from them), 11 =
+/// 4 = the ECAM window when there is one, 5 = the system description (read-only), 6..=15 =
+/// the [`device_windows`] (read, write, retype: it carves BARs from them), 16 =
 /// [`PCI_INTERRUPT_LINES`]: the interrupt lines with every interrupt right (it binds an owned
 /// function's INTx line to the owner's notification, keeps `REMAP` to point the IOAPIC pin at
 /// an IRTE, and hands the owner the bound line with `ACKNOWLEDGE` only; it binds only the
 /// GSIs its platform table computes, and the kernel's `interrupt_remap` and the iommu-server
 /// refuse any line that is not an IOAPIC pin; narrowing the capability to the IOAPIC lines
-/// needs a kernel call that carves interrupt ranges). Arguments: the ECAM
-/// base (bus 0), start bus | end bus << 8, the first owner number, the number of device
-/// windows, then each window's base and size.
+/// needs a kernel call that carves interrupt ranges). Arguments: the ECAM base (bus 0); start
+/// bus | end bus << 8 | number of device windows << 16 | first owner number << 32; then the
+/// windows packed by [`pack_windows`] (only the words they need).
 pub fn pci_server(boot: &BootInfo, iommu_thread: Selector, drhd: &[u64]) -> ProgramSpec {
     let mut spec = server("pci-server", "pci", number::PCI_SERVER, 0);
     spec.quota = PCI_SERVER_QUOTA;
@@ -419,13 +522,14 @@ pub fn pci_server(boot: &BootInfo, iommu_thread: Selector, drhd: &[u64]) -> Prog
     argument(&mut spec, boot.ecam_base);
     argument(
         &mut spec,
-        u64::from(boot.ecam_start_bus) | u64::from(boot.ecam_end_bus) << 8,
+        u64::from(boot.ecam_start_bus & 0xff)
+            | u64::from(boot.ecam_end_bus & 0xff) << 8
+            | (windows.len() as u64) << 16
+            | number::FIRST_OWNER << 32,
     );
-    argument(&mut spec, number::FIRST_OWNER);
-    argument(&mut spec, windows.len() as u64);
-    for (address, size) in &windows {
-        argument(&mut spec, *address);
-        argument(&mut spec, *size);
+    let words = (windows.len() * 2 * WINDOW_FIELD_BITS).div_ceil(64);
+    for word in pack_windows(&windows).iter().take(words) {
+        argument(&mut spec, *word);
     }
     spec
 }

@@ -15,6 +15,7 @@ mod fixture;
 mod loading;
 mod passthrough;
 mod protocol;
+mod windows;
 
 use fixture::*;
 

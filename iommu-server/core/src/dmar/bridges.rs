@@ -9,8 +9,8 @@
 //!   secondary ([`BridgeTableError::InvalidRange`]);
 //! - no bridge twice; a bridge sitting on a bus below another bridge has its whole range inside
 //!   that bridge's range; bridges not below one another have disjoint ranges
-//!   ([`BridgeTableError::Overlapping`]): buses form a tree, as the pci-server's enumeration
-//!   already required of them.
+//!   ([`BridgeTableError::Overlapping`], `BridgeBuses::consistent_with`): buses form a tree,
+//!   as the pci-server's enumeration already required of them.
 
 use core::fmt;
 
@@ -59,25 +59,6 @@ impl fmt::Display for BridgeTableError {
     }
 }
 
-/// Whether `inner`'s range lies inside `outer`'s.
-fn nested(inner: &BridgeBuses, outer: &BridgeBuses) -> bool {
-    inner.secondary >= outer.secondary && inner.subordinate <= outer.subordinate
-}
-
-/// Whether two distinct entries can both be true of one bus tree.
-fn consistent(a: &BridgeBuses, b: &BridgeBuses) -> bool {
-    if a.bridge == b.bridge {
-        return false;
-    }
-    if a.covers(b.bridge.bus()) {
-        return nested(b, a);
-    }
-    if b.covers(a.bridge.bus()) {
-        return nested(a, b);
-    }
-    a.subordinate < b.secondary || b.subordinate < a.secondary
-}
-
 /// Every reported bridge with its buses (segment 0).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeTable {
@@ -102,7 +83,7 @@ impl BridgeTable {
             return Err(BridgeTableError::TooMany);
         }
         for (index, entry) in more.iter().enumerate() {
-            if entry.secondary <= entry.bridge.bus() || entry.subordinate < entry.secondary {
+            if !entry.is_valid() {
                 return Err(BridgeTableError::InvalidRange(entry.bridge));
             }
             let earlier = more.get(..index).unwrap_or(&[]);
@@ -110,7 +91,7 @@ impl BridgeTable {
                 .bridges
                 .iter()
                 .chain(earlier)
-                .find(|other| !consistent(other, entry))
+                .find(|other| !other.consistent_with(entry))
             {
                 return Err(BridgeTableError::Overlapping {
                     first: other.bridge,

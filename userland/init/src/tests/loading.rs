@@ -146,11 +146,11 @@ fn children_get_exactly_the_documented_capabilities() {
             }
             "pci" => {
                 // 5 = the system description, 6.. = the device windows (DeviceMmio minus the
-                // ECAM window and the VT-d page), 11 = the interrupt lines (INTx routing).
-                assert_eq!(selectors, [0, 1, 2, 3, 4, 5, 6, 7, 8, 11]);
-                assert_eq!(table[&11].rights, InterruptRights::all().bits());
+                // ECAM window and the VT-d page), 16 = the interrupt lines (INTx routing).
+                assert_eq!(selectors, [0, 1, 2, 3, 4, 5, 6, 7, 8, 16]);
+                assert_eq!(table[&16].rights, InterruptRights::all().bits());
                 assert!(matches!(
-                    kernel.objects[table[&11].object],
+                    kernel.objects[table[&16].object],
                     Object::Interrupt { line: None, .. }
                 ));
                 assert_eq!(table[&5].rights, MemoryRights::READ.bits());
@@ -206,7 +206,7 @@ fn without_vtd_or_ecam_the_servers_get_only_their_portals() {
     // device-memory capabilities whole as windows, and the interrupt lines.
     for (server, expected) in [
         ("iommu", vec![0, 1, 2]),
-        ("pci", vec![0, 1, 2, 3, 5, 6, 7, 11]),
+        ("pci", vec![0, 1, 2, 3, 5, 6, 7, 16]),
     ] {
         let table = kernel.table(kernel.domain_named(server).unwrap());
         assert_eq!(
