@@ -49,6 +49,7 @@ impl BridgeRouting {
     }
 
     /// Whether a report was accepted.
+    #[cfg(test)]
     pub fn done(&self) -> bool {
         self.done
     }

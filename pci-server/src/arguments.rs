@@ -86,7 +86,8 @@ mod tests {
         // (page 0xfed91, 1 page): fields 0xa0000, 0x10000, 0xfed91, 0x1 at bits 0, 40, 80, 120.
         let packed = [
             0xa0000 | (0x10000 << 40),
-            (0x10000 >> 24) | (0xfed91 << 16) | (1 << 56),
+            // Field 1's bits above the 24 in word 0 are zero.
+            (0xfed91 << 16) | (1 << 56),
             0,
         ];
         let list = [
@@ -147,7 +148,7 @@ mod tests {
             let windows: Vec<(u64, u64)> = (0..count)
                 .map(|index| {
                     let mut field = |n: usize| {
-                        if (case + index + n) % 7 == 0 {
+                        if (case + index + n).is_multiple_of(7) {
                             edges[(case + n) % edges.len()]
                         } else {
                             random(&mut state) & ((1 << 40) - 1)

@@ -44,7 +44,10 @@ fn boot(ranges: &[(u64, u64)]) -> Box<BootInfo> {
     boot
 }
 
-fn left_out(boot: &BootInfo, drhd: &[u64]) -> (Vec<(u64, u64)>, Vec<(u64, u64, WindowRefusal)>) {
+/// A piece not handed out: start, end (exclusive), why.
+type LeftOut = (u64, u64, WindowRefusal);
+
+fn left_out(boot: &BootInfo, drhd: &[u64]) -> (Vec<(u64, u64)>, Vec<LeftOut>) {
     let mut refused = Vec::new();
     let windows = device_windows_reporting(boot, drhd, |start, end, reason| {
         refused.push((start, end, reason))
