@@ -13,8 +13,9 @@
 //! Decided: the report is accepted once. Once a last part was accepted every further part is
 //! refused (`BridgesAlreadyReported`), and any part is refused while a device is placed
 //! (`DevicesAlreadyPlaced`): a placed requester id's context entry sits in the unit routing
-//! chose, and IRTEs are programmed only for placed devices, so changing routing under them
-//! would leave an entry in a unit that no longer translates the device. A refused part changes
+//! chose, and IRTEs are programmed only for placed devices (`ProgramIrte` checks the device's
+//! owner; the pci-server asks `AllocateIoapicIrte` for claimed functions only), so changing
+//! routing under them would leave an entry in a unit that no longer translates the device. A refused part changes
 //! nothing; a part 0 starts the report afresh (dropping an unfinished one).
 
 use iommu_api::{BridgeReport, IommuError};
