@@ -2,11 +2,13 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A lock that spins until it is free. Interrupts are not touched: holders must not block.
 pub struct SpinLock<T> {
     locked: AtomicBool,
+    /// How often the lock was taken (see [`SpinLock::acquisitions`]).
+    acquisitions: AtomicU64,
     value: UnsafeCell<T>,
 }
 
@@ -19,6 +21,7 @@ impl<T> SpinLock<T> {
     pub const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
+            acquisitions: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -32,6 +35,7 @@ impl<T> SpinLock<T> {
         {
             core::hint::spin_loop();
         }
+        self.acquisitions.fetch_add(1, Ordering::SeqCst);
         SpinGuard { lock: self }
     }
 
@@ -39,8 +43,17 @@ impl<T> SpinLock<T> {
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| SpinGuard { lock: self })
+            .ok()?;
+        self.acquisitions.fetch_add(1, Ordering::SeqCst);
+        Some(SpinGuard { lock: self })
+    }
+
+    /// How many times the lock has been taken. Read after a sequentially consistent store, a
+    /// value equal to one read while holding the lock earlier proves nobody took the lock in
+    /// between, and that anybody who takes it later sees that store (the count is bumped with
+    /// `SeqCst` right after each acquisition).
+    pub fn acquisitions(&self) -> u64 {
+        self.acquisitions.load(Ordering::SeqCst)
     }
 
     /// Releases the lock whoever holds it: only for the fatal-exception path, which must print

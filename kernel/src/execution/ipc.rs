@@ -24,7 +24,11 @@ const TRANSFER_OFFSET: usize = core::mem::offset_of!(Utcb, transfer);
 /// Where `thread`'s UTCB is, through the kernel's direct map: the UTCB is one page-aligned
 /// page (checked at `create_thread`), so one translation covers every field. `write` asks for a
 /// page the thread may write.
-fn utcb_pointer(kernel: &mut Kernel, thread: u32, write: bool) -> Result<*mut u8, Status> {
+pub(super) fn utcb_pointer(
+    kernel: &mut Kernel,
+    thread: u32,
+    write: bool,
+) -> Result<*mut u8, Status> {
     let context = &kernel.threads[thread as usize];
     let domain = context.domain.ok_or(Status::Aborted)?;
     let state = &kernel.domains[domain.index as usize % OBJECTS];
@@ -348,13 +352,26 @@ pub fn read_message_words<'a>(
 /// Writes `words` as `thread`'s message (label 0, no transfer items).
 pub fn write_message_words(kernel: &mut Kernel, thread: u32, words: &[u64]) -> Result<(), Status> {
     let destination = utcb_pointer(kernel, thread, true)?;
+    // SAFETY: `destination` is the thread's mapped, writable UTCB page, translated just now
+    // under the kernel lock.
+    unsafe { write_words_at(destination, words) };
+    Ok(())
+}
+
+/// Writes `words` (at most [`MAX_UNTYPED_WORDS`]) as the message in the UTCB at `destination`
+/// (label 0, no transfer items).
+///
+/// # Safety
+/// `destination` is a UTCB page in the direct map that stays allocated to its thread's domain
+/// for the whole call.
+pub(super) unsafe fn write_words_at(destination: *mut u8, words: &[u64]) {
     let count = words.len().min(MAX_UNTYPED_WORDS);
     let tag = MessageTag {
         label: 0,
         untyped_words: count as u16,
         transfer_items: 0,
     };
-    // SAFETY: the words and the tag lie inside the mapped, writable UTCB page.
+    // SAFETY: the words and the tag lie inside the UTCB page (the caller's guarantee).
     unsafe {
         core::ptr::copy_nonoverlapping(
             words.as_ptr() as *const u8,
@@ -363,5 +380,4 @@ pub fn write_message_words(kernel: &mut Kernel, thread: u32, words: &[u64]) -> R
         );
         core::ptr::write_volatile(destination.add(TAG_OFFSET) as *mut MessageTag, tag);
     }
-    Ok(())
 }

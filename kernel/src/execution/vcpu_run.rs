@@ -93,10 +93,37 @@ pub fn run(
     // `PerCpuScratch`).
     let scratch = unsafe { &mut *SCRATCH.0[cpu % MAX_CPUS].get() };
     let reply = ipc::read_message_words(&mut kernel, current, &mut scratch.reply);
+    // For the return without the lock (below): the UTCB as translated now, and the lock's
+    // acquisition count while this CPU holds it.
+    let utcb = ipc::utcb_pointer(&mut kernel, current, true).ok();
+    let epoch = KERNEL.acquisitions();
     drop(kernel);
     let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, &mut scratch.exit));
-    let mut kernel = KERNEL.lock();
     let preempted = u64::from(ExitReason::Preempted.code());
+    if let (Ok(count), Some(utcb)) = (&result, utcb) {
+        let count = (*count).min(MAX_EXIT_WORDS);
+        if count > 0 && scratch.exit[0] & 0xffff_ffff != preempted {
+            // Nobody took the kernel lock since this CPU held it: no thread state, mapping,
+            // capability or flush generation changed, so the thread still runs here, its
+            // address space is loaded and its UTCB translation is the one taken above. The
+            // CPU is marked active first: a shootdown that starts after the check sees it and
+            // waits until this CPU is back in ring 3 (where it takes the flush interrupt),
+            // which is after the UTCB write; one that started before changed the count
+            // (`SpinLock::acquisitions`, `smp::flush_everywhere`).
+            crate::smp::set_active(true);
+            if KERNEL.acquisitions() == epoch {
+                // SAFETY: the UTCB frame stays the thread's until a shootdown that must wait
+                // for this CPU (argument above).
+                unsafe { ipc::write_words_at(utcb, &scratch.exit[..count]) };
+                frame.rax = Status::Success.as_raw();
+                return frames::slot(current);
+            }
+            // Something happened meanwhile: the general return below, which must not wait
+            // for the lock while active.
+            crate::smp::set_active(false);
+        }
+    }
+    let mut kernel = KERNEL.lock();
     let next = match result.and_then(|count| {
         let words = scratch.exit.get(..count).ok_or(Status::Overflow)?;
         ipc::write_message_words(&mut kernel, current, words).map(|()| count)
