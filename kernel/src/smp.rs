@@ -52,9 +52,16 @@ pub fn shootdown_counts() -> (u64, u64) {
 /// Spins between re-sent flush interrupts while waiting for an answer.
 const RESEND_SPINS: u64 = 1 << 20;
 
+/// Whether this CPU is marked active (see [`set_active`]).
+#[inline]
+pub fn is_active() -> bool {
+    ACTIVE[crate::percpu::current_index() % MAX_CPUS].load(Ordering::SeqCst)
+}
+
 /// Marks this CPU as about to use (`true`) or done using (`false`) translations without a
 /// flush check. Setting is followed by a full fence, so either a concurrent shootdown sees
 /// the CPU active or the CPU's following check sees the shootdown's new generation or epoch.
+#[inline]
 pub fn set_active(active: bool) {
     let cpu = crate::percpu::current_index() % MAX_CPUS;
     ACTIVE[cpu].store(active, Ordering::SeqCst);

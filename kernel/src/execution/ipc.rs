@@ -331,13 +331,26 @@ pub fn read_message_words<'a>(
     words: &'a mut [core::mem::MaybeUninit<u64>; MAX_UNTYPED_WORDS],
 ) -> Result<&'a [u64], Status> {
     let source = utcb_pointer(kernel, thread, false)?;
-    // SAFETY: `source` points at a mapped UTCB page; the tag is its first 8 bytes.
+    // SAFETY: `source` is the thread's mapped UTCB page, translated just now under the lock.
+    unsafe { read_words_at(source, words) }
+}
+
+/// [`read_message_words`] from the UTCB at `source`.
+///
+/// # Safety
+/// `source` is a UTCB page in the direct map that stays allocated to its thread's domain for
+/// the whole call.
+pub(super) unsafe fn read_words_at(
+    source: *const u8,
+    words: &mut [core::mem::MaybeUninit<u64>; MAX_UNTYPED_WORDS],
+) -> Result<&[u64], Status> {
+    // SAFETY: the tag is the UTCB's first 8 bytes (the caller's guarantee covers the page).
     let tag = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const MessageTag) };
     let count = usize::from(tag.untyped_words);
     if count > MAX_UNTYPED_WORDS {
         return Err(Status::Overflow);
     }
-    // SAFETY: the counted words lie inside the mapped UTCB page.
+    // SAFETY: the counted words lie inside the UTCB page.
     unsafe {
         core::ptr::copy_nonoverlapping(
             source.add(UNTYPED_OFFSET),

@@ -92,11 +92,16 @@ pub fn run(
     // SAFETY: this CPU's own scratch, used by nothing else while this call runs (see
     // `PerCpuScratch`).
     let scratch = unsafe { &mut *SCRATCH.0[cpu % MAX_CPUS].get() };
-    let reply = ipc::read_message_words(&mut kernel, current, &mut scratch.reply);
-    // For the return without the lock (below): the UTCB as translated now, and the lock's
-    // acquisition count while this CPU holds it.
+    // For the return without the lock (below): the UTCB as translated now (a VMM's UTCB is
+    // writable: it receives the exits), and the lock's acquisition count while this CPU holds
+    // it.
     let utcb = ipc::utcb_pointer(&mut kernel, current, true).ok();
     let epoch = KERNEL.acquisitions();
+    let reply = match utcb {
+        // SAFETY: translated just now, under the kernel lock, which is still held.
+        Some(utcb) => unsafe { ipc::read_words_at(utcb, &mut scratch.reply) },
+        None => ipc::read_message_words(&mut kernel, current, &mut scratch.reply),
+    };
     drop(kernel);
     let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, &mut scratch.exit));
     let preempted = u64::from(ExitReason::Preempted.code());
@@ -110,7 +115,10 @@ pub fn run(
             // waits until this CPU is back in ring 3 (where it takes the flush interrupt),
             // which is after the UTCB write; one that started before changed the count
             // (`SpinLock::acquisitions`, `smp::flush_everywhere`).
-            crate::smp::set_active(true);
+            // (The vCPU loop leaves the CPU marked after a guest exit it returns.)
+            if !crate::smp::is_active() {
+                crate::smp::set_active(true);
+            }
             if KERNEL.acquisitions() == epoch {
                 // SAFETY: the UTCB frame stays the thread's until a shootdown that must wait
                 // for this CPU (argument above).
@@ -118,11 +126,11 @@ pub fn run(
                 frame.rax = Status::Success.as_raw();
                 return frames::slot(current);
             }
-            // Something happened meanwhile: the general return below, which must not wait
-            // for the lock while active.
-            crate::smp::set_active(false);
         }
     }
+    // The general return: something happened meanwhile, or the exit is not one to return
+    // straight. It must not wait for the lock while active.
+    crate::smp::set_active(false);
     let mut kernel = KERNEL.lock();
     let next = match result.and_then(|count| {
         let words = scratch.exit.get(..count).ok_or(Status::Overflow)?;

@@ -234,10 +234,13 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         // host save areas are this CPU's; the register array outlives the call. The stub
         // loads and stores the GPRs in place except RAX and RSP (they live in the VMCB), so
         // the saved slots of those two are left alone.
+        // The CPU stays marked active after the exit (nothing here waits for a lock), so
+        // `execution::vcpu_run` can return to the VMM without marking it again; it stops
+        // counting as active before interrupt handlers run (they take the kernel lock).
         unsafe { svm_enter(vcpu.vmcb, vcpu.saved.gpr.as_mut_array(), state.host_area) };
-        crate::smp::set_active(false);
         let code = block.read(VmcbField::EXITCODE);
         if code == exit_code::INTR || code == exit_code::NMI {
+            crate::smp::set_active(false);
             service_pending_interrupts();
             if !take_reschedule(cpu) {
                 continue;
@@ -251,6 +254,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         return match virt_svm::encode_exit(&block, &vcpu.saved, BASE_STATE, features(), out) {
             Ok(count) => Ok(count),
             Err(error) => {
+                crate::smp::set_active(false);
                 kprintln!("sluice: vcpu {index}: exit {code:#x} not decodable: {error}");
                 Err(Status::Aborted)
             }

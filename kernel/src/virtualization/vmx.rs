@@ -449,9 +449,13 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         // the VMM was given, and bitmaps that make every port and MSR access exit.
         // The stub loads and stores the GPRs in place except RSP (it lives in the VMCS), whose
         // saved slot is left alone.
+        // The CPU stays marked active after the exit (nothing here waits for a lock), so
+        // `execution::vcpu_run` can return to the VMM without marking it again; it stops
+        // counting as active before interrupt handlers run (they take the kernel lock) and
+        // before anything is printed.
         let failed = unsafe { vmx_enter(vcpu.saved.gpr.as_mut_array(), u64::from(launched)) };
-        crate::smp::set_active(false);
         if failed != 0 {
+            crate::smp::set_active(false);
             let error = read(VmcsField::InstructionError);
             kprintln!("sluice: vcpu {index}: VM entry failed (VM-instruction error {error})");
             return Err(Status::Aborted);
@@ -461,6 +465,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         match basic {
             EXIT_PREEMPTION_TIMER if !take_reschedule(cpu) => continue,
             exit_reason::EXTERNAL_INTERRUPT => {
+                crate::smp::set_active(false);
                 let information = read(VmcsField::ExitInterruptionInfo);
                 dispatch_interrupt((information & 0xff) as u8);
                 if !take_reschedule(cpu) {
@@ -476,7 +481,10 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
                         continue;
                     }
                     Ok(ControlRegisterOutcome::Forward) => {}
-                    Err(error) => kprintln!("sluice: vcpu {index}: control-register exit: {error}"),
+                    Err(error) => {
+                        crate::smp::set_active(false);
+                        kprintln!("sluice: vcpu {index}: control-register exit: {error}");
+                    }
                 }
             }
             exit_reason::RDMSR | exit_reason::WRMSR if handle_efer(basic, &mut vcpu.saved) => {
@@ -490,6 +498,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
                 .encode(&state.exit, exit)
                 .map_err(|_| Status::Overflow),
             Err(error) => {
+                crate::smp::set_active(false);
                 kprintln!("sluice: vcpu {index}: exit {basic} not decodable: {error}");
                 Err(Status::Aborted)
             }
