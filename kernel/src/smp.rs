@@ -58,6 +58,17 @@ pub fn is_active() -> bool {
     ACTIVE[crate::percpu::current_index() % MAX_CPUS].load(Ordering::SeqCst)
 }
 
+/// [`set_active`]`(true)` for a CPU that may already be marked: the store only when it is not,
+/// the fence always (so later loads are ordered after the mark either way).
+#[inline]
+pub fn ensure_active() {
+    let cpu = crate::percpu::current_index() % MAX_CPUS;
+    if !ACTIVE[cpu].load(Ordering::SeqCst) {
+        ACTIVE[cpu].store(true, Ordering::SeqCst);
+    }
+    fence(Ordering::SeqCst);
+}
+
 /// Marks this CPU as about to use (`true`) or done using (`false`) translations without a
 /// flush check. Setting is followed by a full fence, so either a concurrent shootdown sees
 /// the CPU active or the CPU's following check sees the shootdown's new generation or epoch.

@@ -7,8 +7,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// A lock that spins until it is free. Interrupts are not touched: holders must not block.
 pub struct SpinLock<T> {
     locked: AtomicBool,
-    /// How often the lock was taken (see [`SpinLock::acquisitions`]).
-    acquisitions: AtomicU64,
     value: UnsafeCell<T>,
 }
 
@@ -21,7 +19,6 @@ impl<T> SpinLock<T> {
     pub const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
-            acquisitions: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -35,7 +32,6 @@ impl<T> SpinLock<T> {
         {
             core::hint::spin_loop();
         }
-        self.acquisitions.fetch_add(1, Ordering::SeqCst);
         SpinGuard { lock: self }
     }
 
@@ -44,16 +40,7 @@ impl<T> SpinLock<T> {
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        self.acquisitions.fetch_add(1, Ordering::SeqCst);
         Some(SpinGuard { lock: self })
-    }
-
-    /// How many times the lock has been taken. Read after a sequentially consistent store, a
-    /// value equal to one read while holding the lock earlier proves nobody took the lock in
-    /// between, and that anybody who takes it later sees that store (the count is bumped with
-    /// `SeqCst` right after each acquisition).
-    pub fn acquisitions(&self) -> u64 {
-        self.acquisitions.load(Ordering::SeqCst)
     }
 
     /// Releases the lock whoever holds it: only for the fatal-exception path, which must print
@@ -86,5 +73,44 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+/// A [`SpinLock`] that counts how often it was taken (the kernel lock: `execution::vcpu_run`
+/// uses the count to prove nobody touched kernel state while a guest ran).
+pub struct CountingLock<T> {
+    lock: SpinLock<T>,
+    acquisitions: AtomicU64,
+}
+
+impl<T> CountingLock<T> {
+    /// A new, unlocked lock.
+    pub const fn new(value: T) -> Self {
+        CountingLock {
+            lock: SpinLock::new(value),
+            acquisitions: AtomicU64::new(0),
+        }
+    }
+
+    /// Spins until the lock is taken, then counts it.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        let guard = self.lock.lock();
+        self.acquisitions.fetch_add(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Takes the lock if it is free, without waiting (and counts it).
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        let guard = self.lock.try_lock()?;
+        self.acquisitions.fetch_add(1, Ordering::SeqCst);
+        Some(guard)
+    }
+
+    /// How many times the lock has been taken. Read after a sequentially consistent store, a
+    /// value equal to one read while holding the lock earlier proves nobody took the lock in
+    /// between, and that anybody who takes it later sees that store (the count is bumped with
+    /// `SeqCst` right after each acquisition, before anything is done under the lock).
+    pub fn acquisitions(&self) -> u64 {
+        self.acquisitions.load(Ordering::SeqCst)
     }
 }

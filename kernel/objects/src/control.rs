@@ -188,7 +188,8 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
             ObjectType::Portal,
             PortalRights::CALL.bits(),
         )?;
-        match self.object(capability.object).map(|e| e.object) {
+        // Matched by reference: copying the whole object out costs more than the lookup.
+        match self.object(capability.object).map(|e| &e.object) {
             Some(Object::Portal(state)) => Ok(PortalTarget {
                 portal: capability.object,
                 handler: state.handler,

@@ -114,6 +114,7 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     /// `vcpu_control`: the vCPU named by `vcpu` (needs `RUN`) and its VM.
     ///
     /// Errors: lookup errors.
+    #[inline]
     pub fn vcpu_target(
         &self,
         caller: ObjectId,
@@ -121,7 +122,8 @@ impl<const DOMAINS: usize, const SLOTS: usize, const OBJECTS: usize, const MAPPI
     ) -> Result<(ObjectId, ObjectId), Status> {
         let (_, capability) =
             self.lookup(caller, vcpu, ObjectType::Vcpu, VcpuRights::RUN.bits())?;
-        match self.object(capability.object).map(|e| e.object) {
+        // Matched by reference: copying the whole object out costs more than the lookup.
+        match self.object(capability.object).map(|e| &e.object) {
             Some(Object::Vcpu(vcpu)) => Ok((capability.object, vcpu.vm)),
             _ => Err(Status::WrongType),
         }

@@ -344,9 +344,10 @@ pub(super) unsafe fn read_words_at(
     source: *const u8,
     words: &mut [core::mem::MaybeUninit<u64>; MAX_UNTYPED_WORDS],
 ) -> Result<&[u64], Status> {
-    // SAFETY: the tag is the UTCB's first 8 bytes (the caller's guarantee covers the page).
-    let tag = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const MessageTag) };
-    let count = usize::from(tag.untyped_words);
+    // SAFETY: the tag is the UTCB's first 8 bytes (the caller's guarantee covers the page),
+    // read as one word in the layout of `MessageTag::to_raw` (little-endian x86-64).
+    let raw = unsafe { core::ptr::read_volatile(source.add(TAG_OFFSET) as *const u64) };
+    let count = usize::from(MessageTag::from_raw(raw).untyped_words);
     if count > MAX_UNTYPED_WORDS {
         return Err(Status::Overflow);
     }
@@ -379,18 +380,29 @@ pub fn write_message_words(kernel: &mut Kernel, thread: u32, words: &[u64]) -> R
 /// for the whole call.
 pub(super) unsafe fn write_words_at(destination: *mut u8, words: &[u64]) {
     let count = words.len().min(MAX_UNTYPED_WORDS);
-    let tag = MessageTag {
-        label: 0,
-        untyped_words: count as u16,
-        transfer_items: 0,
-    };
-    // SAFETY: the words and the tag lie inside the UTCB page (the caller's guarantee).
+    // SAFETY: the words lie inside the UTCB page (the caller's guarantee).
     unsafe {
         core::ptr::copy_nonoverlapping(
             words.as_ptr() as *const u8,
             destination.add(UNTYPED_OFFSET),
             count * 8,
         );
-        core::ptr::write_volatile(destination.add(TAG_OFFSET) as *mut MessageTag, tag);
+        write_tag_at(destination, count);
     }
+}
+
+/// Writes the tag of a message of `count` untyped words (label 0, no transfer items) into the
+/// UTCB at `destination`.
+///
+/// # Safety
+/// As for [`write_words_at`].
+pub(super) unsafe fn write_tag_at(destination: *mut u8, count: usize) {
+    let tag = MessageTag {
+        label: 0,
+        untyped_words: count.min(MAX_UNTYPED_WORDS) as u16,
+        transfer_items: 0,
+    };
+    // SAFETY: the tag is the UTCB's first field, 8 bytes, written as one word in the layout of
+    // `MessageTag::to_raw` (little-endian x86-64); the caller's guarantee covers the page.
+    unsafe { core::ptr::write_volatile(destination.add(TAG_OFFSET) as *mut u64, tag.to_raw()) };
 }

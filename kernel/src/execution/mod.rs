@@ -18,10 +18,11 @@ mod threads;
 mod vcpu_run;
 
 pub use boot::{start_root_task, BootModule, RootResources};
+pub use vcpu_run::DirectExit;
 
 use crate::address_space::AddressSpace;
 use crate::percpu::{self, MAX_CPUS};
-use crate::sync::SpinLock;
+use crate::sync::CountingLock;
 use crate::trap::TrapFrame;
 use kernel_objects::{ObjectId, ObjectModel};
 use scheduler::Scheduler;
@@ -87,7 +88,7 @@ pub struct Kernel {
     loaded_ports: [bool; MAX_CPUS],
 }
 
-static KERNEL: SpinLock<Kernel> = SpinLock::new(Kernel {
+static KERNEL: CountingLock<Kernel> = CountingLock::new(Kernel {
     model: Model::new(),
     domains: [const { DomainState::EMPTY }; OBJECTS],
     threads: [ThreadContext::EMPTY; OBJECTS],

@@ -13,6 +13,7 @@ use super::{frames, ipc, Kernel, Next, KERNEL, SLOTS};
 use crate::percpu::MAX_CPUS;
 use crate::sync::SpinGuard;
 use crate::trap::TrapFrame;
+use crate::virtualization::Delivered;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use sluice_abi::ipc::MAX_UNTYPED_WORDS;
@@ -42,6 +43,42 @@ static SCRATCH: PerCpuScratch = PerCpuScratch(
     }; MAX_CPUS],
 );
 
+/// The VMM's UTCB as translated under the kernel lock before the guest ran, and the lock's
+/// acquisition count then. The vCPU loop may encode the exit straight into it when, at the
+/// exit, the CPU is still marked active and nobody has taken the kernel lock since: then no
+/// thread state, mapping or flush generation changed, so the thread still runs here and the
+/// UTCB frame is still its own; and a shootdown that starts after the check sees the CPU
+/// active and waits until it is back in ring 3, after the write (`SpinLock::acquisitions`,
+/// `smp::flush_everywhere`).
+pub struct DirectExit {
+    utcb: *mut u8,
+    epoch: u64,
+}
+
+impl DirectExit {
+    /// The UTCB's message words, if the exit may be written there now (see the type). (The
+    /// words are not `self`'s: it only names the page, so a shared borrow hands them out.)
+    #[allow(clippy::mut_from_ref)]
+    pub fn words(&self) -> Option<&mut [u64; MAX_EXIT_WORDS]> {
+        if !crate::smp::is_active() || KERNEL.acquisitions() != self.epoch {
+            return None;
+        }
+        // SAFETY: the UTCB page stays the thread's while the conditions above hold (the type's
+        // documentation); its word area holds MAX_UNTYPED_WORDS >= MAX_EXIT_WORDS words, is
+        // 8-byte aligned in a page-aligned UTCB, and nothing else writes it meanwhile (its
+        // thread is in this system call).
+        Some(unsafe { &mut *(self.utcb.add(ipc::UNTYPED_OFFSET) as *mut [u64; MAX_EXIT_WORDS]) })
+    }
+
+    /// Completes a message written through [`DirectExit::words`]: its tag, `count` words.
+    pub fn finish(&self, count: usize) {
+        // SAFETY: as in `words`, which the caller used just before.
+        unsafe { ipc::write_tag_at(self.utcb, count) };
+    }
+}
+
+const _: () = assert!(MAX_EXIT_WORDS <= MAX_UNTYPED_WORDS);
+
 /// The well-formed `vcpu_control(vcpu, run)` in `frame`, handled completely; None when the
 /// call has another form (the generic decoder takes it and names any error). Inlined into the
 /// system-call entry so other calls pay only the number comparison.
@@ -59,10 +96,16 @@ pub fn fast(cpu: usize, frame: &mut TrapFrame) -> Option<*mut TrapFrame> {
 
 #[inline(never)]
 fn fast_run(cpu: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
-    // This path waits for the lock and then runs a guest: it stops counting as active like
-    // every other entry (the vCPU loop marks the CPU active around guest execution itself).
-    crate::smp::set_active(false);
-    let kernel = KERNEL.lock();
+    // Taken at once, the lock is held with the CPU still marked active (as on the IPC fast
+    // path: nothing waits, so no shootdown waits for this CPU while it holds the lock, and none
+    // can start meanwhile); otherwise the CPU stops counting as active before it waits.
+    let kernel = match KERNEL.try_lock() {
+        Some(kernel) => kernel,
+        None => {
+            crate::smp::set_active(false);
+            KERNEL.lock()
+        }
+    };
     let Some(current) = kernel.scheduler.current[cpu] else {
         drop(kernel);
         super::idle(cpu)
@@ -103,36 +146,48 @@ pub fn run(
         None => ipc::read_message_words(&mut kernel, current, &mut scratch.reply),
     };
     drop(kernel);
-    let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, &mut scratch.exit));
+    let output = crate::virtualization::ExitOutput {
+        scratch: &mut scratch.exit,
+        direct: utcb.map(|utcb| DirectExit { utcb, epoch }),
+    };
+    let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, output));
     let preempted = u64::from(ExitReason::Preempted.code());
-    if let (Ok(count), Some(utcb)) = (&result, utcb) {
-        let count = (*count).min(MAX_EXIT_WORDS);
-        if count > 0 && scratch.exit[0] & 0xffff_ffff != preempted {
-            // Nobody took the kernel lock since this CPU held it: no thread state, mapping,
-            // capability or flush generation changed, so the thread still runs here, its
-            // address space is loaded and its UTCB translation is the one taken above. The
-            // CPU is marked active first: a shootdown that starts after the check sees it and
-            // waits until this CPU is back in ring 3 (where it takes the flush interrupt),
-            // which is after the UTCB write; one that started before changed the count
-            // (`SpinLock::acquisitions`, `smp::flush_everywhere`).
-            // (The vCPU loop leaves the CPU marked after a guest exit it returns.)
-            if !crate::smp::is_active() {
-                crate::smp::set_active(true);
-            }
-            if KERNEL.acquisitions() == epoch {
-                // SAFETY: the UTCB frame stays the thread's until a shootdown that must wait
-                // for this CPU (argument above).
-                unsafe { ipc::write_words_at(utcb, &scratch.exit[..count]) };
-                frame.rax = Status::Success.as_raw();
-                return frames::slot(current);
+    match result {
+        // Written straight into the UTCB (see `DirectExit`): back to the thread.
+        Ok(Delivered::Direct(_)) => {
+            frame.rax = Status::Success.as_raw();
+            return frames::slot(current);
+        }
+        // In the scratch words: straight back too if nothing happened since (the same
+        // argument as `DirectExit`; the vCPU loop leaves the CPU marked after an exit it
+        // returns, and it never delivers a preemption directly).
+        Ok(Delivered::Scratch(count)) => {
+            let count = count.min(MAX_EXIT_WORDS);
+            if let Some(utcb) = utcb {
+                if count > 0 && scratch.exit[0] & 0xffff_ffff != preempted {
+                    if !crate::smp::is_active() {
+                        crate::smp::set_active(true);
+                    }
+                    if KERNEL.acquisitions() == epoch {
+                        // SAFETY: the UTCB frame stays the thread's until a shootdown that
+                        // must wait for this CPU (`DirectExit`).
+                        unsafe { ipc::write_words_at(utcb, &scratch.exit[..count]) };
+                        frame.rax = Status::Success.as_raw();
+                        return frames::slot(current);
+                    }
+                }
             }
         }
+        Err(_) => {}
     }
     // The general return: something happened meanwhile, or the exit is not one to return
     // straight. It must not wait for the lock while active.
     crate::smp::set_active(false);
     let mut kernel = KERNEL.lock();
-    let next = match result.and_then(|count| {
+    let next = match result.and_then(|delivered| {
+        let Delivered::Scratch(count) = delivered else {
+            return Err(Status::Aborted);
+        };
         let words = scratch.exit.get(..count).ok_or(Status::Overflow)?;
         ipc::write_message_words(&mut kernel, current, words).map(|()| count)
     }) {

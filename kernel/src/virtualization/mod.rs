@@ -250,12 +250,34 @@ pub fn destroy_vcpu(index: u32) {
     }
 }
 
+/// Where a vCPU's exit message goes: into `scratch`, or (when `direct` allows it at the time
+/// of the exit) straight into the VMM's UTCB.
+pub struct ExitOutput<'a> {
+    /// Words the caller copies to the UTCB under the kernel lock.
+    pub scratch: &'a mut [u64; sluice_abi::vcpu::MAX_EXIT_WORDS],
+    /// The UTCB, written without the kernel lock only if nothing changed since it was
+    /// translated (`execution::vcpu_run::DirectExit`).
+    pub direct: Option<crate::execution::DirectExit>,
+}
+
+/// Where [`run`] put the exit message, and how many words it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// In the scratch words.
+    Scratch(usize),
+    /// In the UTCB already (tag included): the thread can go straight back.
+    Direct(usize),
+}
+
 /// Runs vCPU `index` on this CPU: applies `reply` (message words; empty = no changes), enters
-/// the guest, and returns the words of the exit message the VMM must see, in `exit`.
-pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
-    match backend() {
-        Backend::Svm => svm::run(index, reply, exit),
-        Backend::Vmx => vmx::run(index, reply, exit),
-        Backend::None => Err(Status::NotImplemented),
+/// the guest, and delivers the exit message the VMM must see through `output`. A direct
+/// delivery is never a preemption exit (those go through the scheduler).
+pub fn run(index: u32, reply: &[u64], output: ExitOutput<'_>) -> Result<Delivered, Status> {
+    const SVM: u8 = Backend::Svm as u8;
+    const VMX: u8 = Backend::Vmx as u8;
+    match BACKEND.load(Ordering::Relaxed) {
+        SVM => svm::run(index, reply, output),
+        VMX => vmx::run(index, reply, output),
+        _ => Err(Status::NotImplemented),
     }
 }

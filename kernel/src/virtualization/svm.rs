@@ -17,7 +17,7 @@ use kernel_virt::svm::{
 };
 use kernel_virt::{HostPhys, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply, MAX_EXIT_WORDS};
+use sluice_abi::vcpu::{Gpr, Reply};
 
 /// IA32_EFER and its SVME bit (APM Vol. 2, 15.4), VM_HSAVE_PA (15.30.4).
 const MSR_EFER: u32 = 0xc000_0080;
@@ -202,7 +202,11 @@ fn handle_efer(block: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>, saved: &mut Saved
 }
 
 /// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
-pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
+pub fn run(
+    index: u32,
+    reply: &[u64],
+    output: super::ExitOutput<'_>,
+) -> Result<super::Delivered, Status> {
     let cpu = percpu::current_index();
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
     let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
@@ -214,15 +218,19 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         virt_svm::apply_reply_words(reply, &mut block, &mut vcpu.saved, &mut state.reply)
             .map_err(|_| Status::InvalidArgument)?;
     }
+    // Physical interrupts must exit the guest (V_INTR_MASKING, set at creation; no reply
+    // clears it): checked on every run, written only if it were ever missing.
     let virtual_interrupt = block.read(VmcbField::VIRTUAL_INTERRUPT);
-    block.write(
-        VmcbField::VIRTUAL_INTERRUPT,
-        virtual_interrupt | V_INTR_MASKING,
-    );
+    if virtual_interrupt & V_INTR_MASKING == 0 {
+        block.write(
+            VmcbField::VIRTUAL_INTERRUPT,
+            virtual_interrupt | V_INTR_MASKING,
+        );
+    }
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
         // guest, or its new epoch is seen here and the entry flushes.
-        crate::smp::set_active(true);
+        crate::smp::ensure_active();
         let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
         if entry.changed {
             block.write(VmcbField::GUEST_ASID, u64::from(entry.tag));
@@ -248,11 +256,23 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         } else if code == exit_code::MSR && handle_efer(&mut block, &mut vcpu.saved) {
             continue;
         }
-        let out = exit
-            .first_chunk_mut::<MAX_EXIT_WORDS>()
-            .ok_or(Status::Overflow)?;
+        // Preemption exits (INTR/NMI with a reschedule) never go straight to the UTCB.
+        let direct = match &output.direct {
+            Some(direct) if code != exit_code::INTR && code != exit_code::NMI => direct.words(),
+            _ => None,
+        };
+        let (out, is_direct) = match direct {
+            Some(words) => (words, true),
+            None => (&mut *output.scratch, false),
+        };
         return match virt_svm::encode_exit(&block, &vcpu.saved, BASE_STATE, features(), out) {
-            Ok(count) => Ok(count),
+            Ok(count) if is_direct => {
+                if let Some(direct) = &output.direct {
+                    direct.finish(count);
+                }
+                Ok(super::Delivered::Direct(count))
+            }
+            Ok(count) => Ok(super::Delivered::Scratch(count)),
             Err(error) => {
                 crate::smp::set_active(false);
                 kprintln!("sluice: vcpu {index}: exit {code:#x} not decodable: {error}");

@@ -21,7 +21,7 @@ use kernel_virt::vmx::{
 };
 use kernel_virt::{SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply, VcpuState};
+use sluice_abi::vcpu::{ExitReason, Gpr, Reply, VcpuState};
 
 const MSR_FEATURE_CONTROL: u32 = 0x3a;
 /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM Vol. 3C 23.7).
@@ -404,7 +404,11 @@ fn sync_long_mode() {
 }
 
 /// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
-pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status> {
+pub fn run(
+    index: u32,
+    reply: &[u64],
+    output: super::ExitOutput<'_>,
+) -> Result<super::Delivered, Status> {
     let cpu = percpu::current_index();
     enable_on_this_cpu(cpu)?;
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
@@ -431,7 +435,7 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
         // guest, or its new epoch is seen here and the entry flushes.
-        crate::smp::set_active(true);
+        crate::smp::ensure_active();
         let entry = state.tags.prepare_entry(&mut vcpu.tag, epoch(vcpu.vm));
         if entry.changed {
             vmwrite(VmcsField::VirtualProcessorId, u64::from(entry.tag));
@@ -494,9 +498,28 @@ pub fn run(index: u32, reply: &[u64], exit: &mut [u64]) -> Result<usize, Status>
         }
         return match virt_vmx::decode_exit_into(&Current, &vcpu.saved, BASE_STATE, &mut state.exit)
         {
-            Ok(header) => header
-                .encode(&state.exit, exit)
-                .map_err(|_| Status::Overflow),
+            Ok(header) => {
+                // Preemption exits never go straight to the UTCB.
+                let direct = match &output.direct {
+                    Some(direct) if header.reason != ExitReason::Preempted => direct.words(),
+                    _ => None,
+                };
+                match direct {
+                    Some(words) => {
+                        let count = header
+                            .encode(&state.exit, words)
+                            .map_err(|_| Status::Overflow)?;
+                        if let Some(direct) = &output.direct {
+                            direct.finish(count);
+                        }
+                        Ok(super::Delivered::Direct(count))
+                    }
+                    None => header
+                        .encode(&state.exit, output.scratch)
+                        .map(super::Delivered::Scratch)
+                        .map_err(|_| Status::Overflow),
+                }
+            }
             Err(error) => {
                 crate::smp::set_active(false);
                 kprintln!("sluice: vcpu {index}: exit {basic} not decodable: {error}");

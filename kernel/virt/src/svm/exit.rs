@@ -254,6 +254,11 @@ fn interruptibility<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Interruptibil
 
 fn pending_event<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Result<Option<Event>, ExitError> {
     let info = vmcb.read(VmcbField::EXITINTINFO);
+    // Nothing was being delivered: the valid bit (APM Vol. 2, 15.7.2, bit 31) is clear, so the
+    // rest of the field means nothing (what `decode_event` concludes too, in more steps).
+    if info & (1 << 31) == 0 {
+        return Ok(None);
+    }
     decode_event(
         info & 0xffff_ffff,
         (info >> 32) as u32,
