@@ -160,7 +160,7 @@ pub fn apply_reply<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
 }
 
 /// EVENTINJ and the interrupt window, the last step of every applied reply.
-#[inline]
+#[inline(always)]
 fn finish<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
     vmcb: &mut Vmcb<B>,
     inject: Option<Event>,
@@ -205,6 +205,7 @@ const DIRECT_GROUPS: Mtd = Mtd::GPR_ACDB
 /// when the reply carries only GPRs, RSP, RIP, RFLAGS, control registers, EFER or the TSC
 /// offset (the usual answer to an exit). Other replies are decoded into `scratch` and go
 /// through `apply_reply`. The tests compare both paths on random replies and VMCBs.
+#[inline]
 pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
     words: &[u64],
     vmcb: &mut Vmcb<B>,
