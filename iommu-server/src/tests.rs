@@ -137,6 +137,12 @@ fn call(
     }
 }
 
+/// Allocates an IRTE for `owner` and returns its handle (the request must succeed).
+fn allocate_irte(server: &mut Server, kernel: &mut FakeCapabilities, owner: u64) -> u16 {
+    let body = call(server, kernel, owner, Operation::AllocateIrte, &[0; 4]).unwrap();
+    IrteReply::read_from_bytes(&body).unwrap().handle
+}
+
 fn device_request(domain: u32) -> DeviceRequest {
     DeviceRequest {
         domain,
@@ -348,15 +354,7 @@ fn irtes_target_only_the_owners_line_and_device() {
         ),
         Err(IommuError::NotOwner)
     );
-    let body = call(
-        &mut server,
-        &mut kernel,
-        OWNER,
-        Operation::AllocateIrte,
-        &[0; 4],
-    )
-    .unwrap();
-    let handle = IrteReply::read_from_bytes(&body).unwrap().handle;
+    let handle = allocate_irte(&mut server, &mut kernel, OWNER);
     let mut request = irte(0x30 + 26, DEVICE);
     request.handle = handle;
     assert_eq!(
@@ -430,15 +428,7 @@ fn the_pci_server_alone_learns_whose_line_an_irte_serves_and_nothing_changes() {
     let mut server = server(FakeVtdConfig::qemu(), false);
     let mut kernel = FakeCapabilities::default();
     owner_with_device(&mut server, &mut kernel);
-    let body = call(
-        &mut server,
-        &mut kernel,
-        OWNER,
-        Operation::AllocateIrte,
-        &[0; 4],
-    )
-    .unwrap();
-    let handle = IrteReply::read_from_bytes(&body).unwrap().handle;
+    let handle = allocate_irte(&mut server, &mut kernel, OWNER);
     // Allocated, not programmed: not present, nobody's.
     let status = query(&mut server, &mut kernel, PCI, handle).unwrap();
     assert_eq!((status.present, status.owner), (0, 0));

@@ -167,15 +167,7 @@ fn a_domain_over_both_units_translates_each_device_through_its_own_unit() {
     // An IRTE for the NIC lands in unit 1's table, one for the GPU in unit 0's.
     let mut handles = Vec::new();
     for device in [NIC, GPU] {
-        let body = call(
-            &mut server,
-            &mut kernel,
-            OWNER,
-            Operation::AllocateIrte,
-            &[0; 4],
-        )
-        .unwrap();
-        let handle = IrteReply::read_from_bytes(&body).unwrap().handle;
+        let handle = super::allocate_irte(&mut server, &mut kernel, OWNER);
         let mut request = irte(0x30 + 25, device);
         request.handle = handle;
         let body = call(
@@ -221,15 +213,7 @@ fn devices_of_a_unit_without_a_register_page_are_refused() {
         Err(IommuError::UnitNotBroughtUp)
     );
     attach(&mut server, &mut kernel, 0, GPU).unwrap();
-    let body = call(
-        &mut server,
-        &mut kernel,
-        OWNER,
-        Operation::AllocateIrte,
-        &[0; 4],
-    )
-    .unwrap();
-    let handle = IrteReply::read_from_bytes(&body).unwrap().handle;
+    let handle = super::allocate_irte(&mut server, &mut kernel, OWNER);
     let mut request = irte(0x30 + 25, NIC);
     request.handle = handle;
     assert_eq!(
