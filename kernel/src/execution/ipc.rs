@@ -5,7 +5,7 @@
 //! the same CPU (the fast path: no ready queue involved). A call to a busy handler blocks the
 //! caller with its message in place; the handler takes it at its next `reply_and_wait`.
 
-use super::threads::{self, RunState};
+use super::threads::{self, RunState, ThreadContext};
 use super::{Kernel, Next, OBJECTS};
 use crate::trap::TrapFrame;
 use kernel_objects::ObjectId;
@@ -30,15 +30,11 @@ pub(super) fn utcb_pointer(
     write: bool,
 ) -> Result<*mut u8, Status> {
     let context = &kernel.threads[thread as usize];
+    if let Some(cached) = cached_utcb(kernel, context, write) {
+        return Ok(cached);
+    }
     let domain = context.domain.ok_or(Status::Aborted)?;
     let state = &kernel.domains[domain.index as usize % OBJECTS];
-    // The translation is cached per thread until the domain's mappings shrink: an unmap bumps
-    // the flush generation, and a mapped page cannot be replaced without an unmap first.
-    if let Some(cache) = context.utcb_cache {
-        if cache.generation == state.flush_generation && (cache.writable || !write) {
-            return Ok(crate::paging::phys_to_virt(cache.physical));
-        }
-    }
     let space = state.space.as_ref().ok_or(Status::Aborted)?;
     let utcb = context.utcb;
     let physical = space.translate(utcb, write).ok_or(Status::BadAddress)?;
@@ -50,6 +46,17 @@ pub(super) fn utcb_pointer(
         generation,
     });
     Ok(crate::paging::phys_to_virt(physical))
+}
+
+/// `thread`'s UTCB through the direct map, only from its cached translation: the translation is
+/// kept per thread until the domain's mappings shrink (an unmap bumps the flush generation, and
+/// a mapped page cannot be replaced without an unmap first). [`utcb_pointer`] fills the cache.
+pub(super) fn cached_utcb(kernel: &Kernel, thread: &ThreadContext, write: bool) -> Option<*mut u8> {
+    let cache = thread.utcb_cache?;
+    let domain = thread.domain?;
+    let generation = kernel.domains[domain.index as usize % OBJECTS].flush_generation;
+    (cache.generation == generation && (cache.writable || !write))
+        .then(|| crate::paging::phys_to_virt(cache.physical))
 }
 
 /// Copies `length` bytes between two UTCB fields.

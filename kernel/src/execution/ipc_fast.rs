@@ -9,8 +9,9 @@
 //! has the same outcome for the same state (and names every error). What the fast path skips is
 //! only work the general path would find unnecessary.
 
-use super::threads::{RunState, ThreadContext};
-use super::{frames, ipc, Kernel, OBJECTS, SLOTS};
+use super::ipc::cached_utcb;
+use super::threads::RunState;
+use super::{frames, ipc, Kernel, SLOTS};
 use crate::percpu;
 use crate::trap::TrapFrame;
 use sluice_abi::ipc::{MessageTag, MAX_UNTYPED_WORDS};
@@ -121,16 +122,6 @@ unsafe fn copy_words(source: *mut u8, destination: *mut u8) -> Option<()> {
         core::ptr::write_volatile(destination.add(ipc::TAG_OFFSET) as *mut u64, raw_tag);
     }
     Some(())
-}
-
-/// `thread`'s UTCB through the direct map, only from a translation cached while its domain's
-/// mappings have not shrunk since (see `ipc::utcb_pointer`, which fills the cache).
-fn cached_utcb(kernel: &Kernel, thread: &ThreadContext, write: bool) -> Option<*mut u8> {
-    let cache = thread.utcb_cache?;
-    let domain = thread.domain?;
-    let generation = kernel.domains[domain.index as usize % OBJECTS].flush_generation;
-    (cache.generation == generation && (cache.writable || !write))
-        .then(|| crate::paging::phys_to_virt(cache.physical))
 }
 
 /// Makes `target` the running thread of `cpu` (the caller is blocked, so not requeued). The

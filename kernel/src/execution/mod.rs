@@ -214,8 +214,8 @@ impl Kernel {
         }
     }
 
-    /// Loads `domain`'s I/O permission bitmap into this CPU's TSS (or all ones when it has no
-    /// ports and the previous domain had some).
+    /// Loads `domain`'s I/O permission bitmap into this CPU's TSS (all ones when it has no
+    /// ports). Called only when it has some or the previous domain had.
     #[inline(never)]
     fn load_ports(&mut self, cpu: usize, domain: ObjectId) {
         let state = &self.domains[domain.index as usize % OBJECTS];
@@ -228,10 +228,7 @@ impl Kernel {
                 ]
             }
         });
-        let had_ports = self.loaded_ports[cpu];
-        if halves.is_some() || had_ports {
-            crate::gdt::load_io_bitmap(cpu, halves);
-        }
+        crate::gdt::load_io_bitmap(cpu, halves);
         self.loaded_ports[cpu] = halves.is_some();
     }
 }

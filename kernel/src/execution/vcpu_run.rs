@@ -1,12 +1,14 @@
 //! `vcpu_control(run)`: the VMM's thread runs its vCPU on this CPU until an exit the VMM must
 //! see. The reply (the VMM's UTCB words) is copied under the kernel lock into this CPU's
-//! scratch, the guest runs without the lock, and the exit message is written back to the UTCB
-//! under the lock (the UTCB translation is only trusted while the lock is held: another CPU may
-//! unmap it meanwhile, and the shootdown protocol only protects a CPU's own address space).
+//! scratch and the guest runs without the lock. The exit goes straight into the UTCB when
+//! nobody took the kernel lock meanwhile ([`DirectExit`]: then nothing the UTCB translation or
+//! the thread's state depends on can have changed); otherwise it goes to scratch and is copied
+//! under the lock, where the UTCB translation is checked again (another CPU may have unmapped
+//! it) and the scheduler decides who runs.
 //!
 //! The well-formed run call (every unused argument zero) takes [`fast`], straight from the
-//! system-call entry: no IPC fast-path check, no decoder, and when the thread keeps running
-//! after the exit (the usual case) no scheduler pass either.
+//! system-call entry: no IPC fast-path check, no decoder, and on a direct exit no second
+//! lock round and no scheduler pass.
 
 use super::threads::RunState;
 use super::{frames, ipc, Kernel, Next, KERNEL, SLOTS};
@@ -152,36 +154,14 @@ pub fn run(
     };
     let result = reply.and_then(|reply| crate::virtualization::run(vcpu, reply, output));
     let preempted = u64::from(ExitReason::Preempted.code());
-    match result {
-        // Written straight into the UTCB (see `DirectExit`): back to the thread.
-        Ok(Delivered::Direct(_)) => {
-            frame.rax = Status::Success.as_raw();
-            return frames::slot(current);
-        }
-        // In the scratch words: straight back too if nothing happened since (the same
-        // argument as `DirectExit`; the vCPU loop leaves the CPU marked after an exit it
-        // returns, and it never delivers a preemption directly).
-        Ok(Delivered::Scratch(count)) => {
-            let count = count.min(MAX_EXIT_WORDS);
-            if let Some(utcb) = utcb {
-                if count > 0 && scratch.exit[0] & 0xffff_ffff != preempted {
-                    if !crate::smp::is_active() {
-                        crate::smp::set_active(true);
-                    }
-                    if KERNEL.acquisitions() == epoch {
-                        // SAFETY: the UTCB frame stays the thread's until a shootdown that
-                        // must wait for this CPU (`DirectExit`).
-                        unsafe { ipc::write_words_at(utcb, &scratch.exit[..count]) };
-                        frame.rax = Status::Success.as_raw();
-                        return frames::slot(current);
-                    }
-                }
-            }
-        }
-        Err(_) => {}
+    // Written straight into the UTCB (see `DirectExit`): back to the thread.
+    if let Ok(Delivered::Direct(_)) = result {
+        frame.rax = Status::Success.as_raw();
+        return frames::slot(current);
     }
-    // The general return: something happened meanwhile, or the exit is not one to return
-    // straight. It must not wait for the lock while active.
+    // The general return: somebody took the kernel lock while the guest ran (the count only
+    // grows, so checking again now would fail too), a preemption exit, or an error. It must not
+    // wait for the lock while active.
     crate::smp::set_active(false);
     let mut kernel = KERNEL.lock();
     let next = match result.and_then(|delivered| {

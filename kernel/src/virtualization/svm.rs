@@ -76,7 +76,6 @@ fn vmcb(physical: u64) -> Vmcb<&'static mut [u8; VMCB_SIZE]> {
     Vmcb::new(unsafe { &mut *(phys_to_virt(physical) as *mut [u8; VMCB_SIZE]) })
 }
 
-/// Enables SVM on this CPU (once).
 /// Enables SVM on this CPU (once: `slot` is this CPU's state, empty until then).
 fn enable_on_this_cpu(cpu: usize, slot: &mut Option<SvmCpu>) -> Result<(), Status> {
     if slot.is_some() {
@@ -201,7 +200,8 @@ fn handle_efer(block: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>, saved: &mut Saved
     true
 }
 
-/// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
+/// Runs vCPU `index` until an exit the VMM must see and delivers its message through `output`
+/// (`super::run`).
 pub fn run(
     index: u32,
     reply: &[u64],

@@ -403,7 +403,8 @@ fn sync_long_mode() {
     }
 }
 
-/// Runs vCPU `index` until an exit the VMM must see; returns its message words in `exit`.
+/// Runs vCPU `index` until an exit the VMM must see and delivers its message through `output`
+/// (`super::run`).
 pub fn run(
     index: u32,
     reply: &[u64],
