@@ -143,6 +143,12 @@ fn allocate_irte(server: &mut Server, kernel: &mut FakeCapabilities, owner: u64)
     IrteReply::read_from_bytes(&body).unwrap().handle
 }
 
+/// Creates a DMA domain for `OWNER` and returns its number (the request must succeed).
+fn create_domain(server: &mut Server, kernel: &mut FakeCapabilities) -> u32 {
+    let body = call(server, kernel, OWNER, Operation::CreateDomain, &[0; 4]).unwrap();
+    CreateDomainReply::read_from_bytes(&body).unwrap().domain
+}
+
 fn device_request(domain: u32) -> DeviceRequest {
     DeviceRequest {
         domain,
@@ -506,15 +512,7 @@ fn without_interrupt_remapping_passthrough_is_refused_unless_allowed() {
         device_request(0).as_bytes(),
     )
     .unwrap();
-    let body = call(
-        &mut strict,
-        &mut kernel,
-        OWNER,
-        Operation::CreateDomain,
-        &[0; 4],
-    )
-    .unwrap();
-    let domain = CreateDomainReply::read_from_bytes(&body).unwrap().domain;
+    let domain = create_domain(&mut strict, &mut kernel);
     assert_eq!(
         call(
             &mut strict,
@@ -544,15 +542,7 @@ fn without_interrupt_remapping_passthrough_is_refused_unless_allowed() {
         device_request(0).as_bytes(),
     )
     .unwrap();
-    let body = call(
-        &mut allowed,
-        &mut kernel,
-        OWNER,
-        Operation::CreateDomain,
-        &[0; 4],
-    )
-    .unwrap();
-    let domain = CreateDomainReply::read_from_bytes(&body).unwrap().domain;
+    let domain = create_domain(&mut allowed, &mut kernel);
     call(
         &mut allowed,
         &mut kernel,

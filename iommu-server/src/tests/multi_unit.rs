@@ -82,15 +82,7 @@ fn a_domain_over_both_units_translates_each_device_through_its_own_unit() {
     let mut kernel = FakeCapabilities::default();
     attach(&mut server, &mut kernel, 0, GPU).unwrap();
     attach(&mut server, &mut kernel, 0, NIC).unwrap();
-    let body = call(
-        &mut server,
-        &mut kernel,
-        OWNER,
-        Operation::CreateDomain,
-        &[0; 4],
-    )
-    .unwrap();
-    let domain = CreateDomainReply::read_from_bytes(&body).unwrap().domain;
+    let domain = super::create_domain(&mut server, &mut kernel);
     kernel.received = Some((40, 0b1011));
     kernel.ranges.push((40, BUFFER, 0x1_0000));
     let request = DelegateMemoryRequest {
