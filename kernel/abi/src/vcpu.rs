@@ -214,6 +214,12 @@ impl GeneralRegisters {
     pub fn as_mut_array(&mut self) -> &mut [u64; 16] {
         &mut self.0
     }
+
+    /// All sixteen in [`Gpr`] order, read-only.
+    #[inline]
+    pub fn as_array(&self) -> &[u64; 16] {
+        &self.0
+    }
 }
 
 /// Segment attributes in the SVM VMCB format (APM Vol. 2 section 15.5.1): type (bits 0..4), S (4),

@@ -21,7 +21,7 @@ use kernel_virt::vmx::{
 };
 use kernel_virt::{SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{ExitReason, Gpr, Reply, VcpuState};
+use sluice_abi::vcpu::{Gpr, Reply};
 
 const MSR_FEATURE_CONTROL: u32 = 0x3a;
 /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM Vol. 3C 23.7).
@@ -34,8 +34,6 @@ const GUEST_EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
 const EFER_LMA: u64 = 1 << 10;
 /// VMX-preemption timer value written before each entry (exit reason 52 when it expires).
 const PREEMPTION_TIMER_BACKSTOP: u64 = 0xffff_ffff;
-/// Exit reason: VMX-preemption timer expired (SDM Vol. 3C, Appendix C).
-const EXIT_PREEMPTION_TIMER: u16 = 52;
 /// VM-entry control "IA-32e mode guest" (SDM Vol. 3C, Table 25-17).
 const ENTRY_IA32E_MODE: u64 = 1 << 9;
 
@@ -56,9 +54,10 @@ struct VmxCpu {
     tags: TagAllocator,
     /// The vCPU whose VMCS is current here.
     current: Option<u32>,
-    /// Scratch for decoding replies and exits in place (no per-exit zeroing or moves).
+    /// Exits keep "IA-32e mode guest" equal to EFER.LMA themselves, so entries need not.
+    exits_store_lma: bool,
+    /// Scratch for decoding replies in place (no per-exit zeroing or moves).
     reply: Reply,
-    exit: VcpuState,
 }
 
 static CPUS: [SpinLock<Option<VmxCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
@@ -115,8 +114,7 @@ fn read(field: VmcsField) -> u64 {
 }
 
 /// Enters VMX operation on this CPU (once) and returns its state.
-fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
-    let mut slot = CPUS[cpu].lock();
+fn enable_on_this_cpu(cpu: usize, slot: &mut Option<VmxCpu>) -> Result<(), Status> {
     if slot.is_some() {
         return Ok(());
     }
@@ -164,13 +162,13 @@ fn enable_on_this_cpu(cpu: usize) -> Result<(), Status> {
         }
     }
     *slot = Some(VmxCpu {
+        exits_store_lma: capabilities.exits_store_lma(),
         capabilities,
         controls,
         policy,
         tags: TagAllocator::vpid(cpu as u32),
         current: None,
         reply: Reply::default(),
-        exit: VcpuState::default(),
     });
     Ok(())
 }
@@ -389,7 +387,10 @@ fn handle_efer(basic: u16, saved: &mut SavedRegisters) -> bool {
 }
 
 /// Before an entry: the "IA-32e mode guest" control follows the guest's EFER.LMA, which the CPU
-/// updates when the guest turns paging on with LME set (SDM Vol. 3C 27.3.1.1).
+/// updates when the guest turns paging on with LME set (SDM Vol. 3C 27.3.1.1). Only needed
+/// where VM exits do not store LMA into the control themselves (IA32_VMX_MISC bit 5 clear);
+/// the kernel's own EFER writes either set the control with it (a reply's EFER group, the
+/// control-register emulation) or leave LMA alone (`handle_efer`).
 fn sync_long_mode() {
     let lma = read(VmcsField::GuestEfer) & EFER_LMA != 0;
     let controls = read(VmcsField::EntryControls);
@@ -411,22 +412,19 @@ pub fn run(
     output: super::ExitOutput<'_>,
 ) -> Result<super::Delivered, Status> {
     let cpu = percpu::current_index();
-    enable_on_this_cpu(cpu)?;
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
     let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
     let mut cpu_state = CPUS[cpu].lock();
+    enable_on_this_cpu(cpu, &mut cpu_state)?;
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     load(vcpu, state, index, cpu)?;
     if !reply.is_empty() {
-        state
-            .reply
-            .decode_into(reply)
-            .map_err(|_| Status::InvalidArgument)?;
-        virt_vmx::apply_entry(
-            &state.reply,
+        virt_vmx::apply_reply_words(
+            reply,
             &Current,
             &mut vcpu.saved,
             &state.policy,
+            &mut state.reply,
             |field, value| {
                 vmwrite(field, value);
             },
@@ -448,7 +446,9 @@ pub fn run(
         // The preemption timer (when the CPU has it) is a backstop only: the LAPIC timer's
         // interrupts exit the guest and drive scheduling.
         vmwrite(VmcsField::PreemptionTimerValue, PREEMPTION_TIMER_BACKSTOP);
-        sync_long_mode();
+        if !state.exits_store_lma {
+            sync_long_mode();
+        }
         let launched = vcpu.launched_on == Some(cpu);
         // SAFETY: the VMCS is current on this CPU with host state for this CPU, EPT over memory
         // the VMM was given, and bitmaps that make every port and MSR access exit.
@@ -468,7 +468,7 @@ pub fn run(
         vcpu.launched_on = Some(cpu);
         let basic = (read(VmcsField::ExitReason) & 0xffff) as u16;
         match basic {
-            EXIT_PREEMPTION_TIMER if !take_reschedule(cpu) => continue,
+            exit_reason::PREEMPTION_TIMER if !take_reschedule(cpu) => continue,
             exit_reason::EXTERNAL_INTERRUPT => {
                 crate::smp::set_active(false);
                 let information = read(VmcsField::ExitInterruptionInfo);
@@ -497,36 +497,39 @@ pub fn run(
             }
             _ => {}
         }
-        return match virt_vmx::decode_exit_into(&Current, &vcpu.saved, BASE_STATE, &mut state.exit)
-        {
-            Ok(header) => {
-                // Preemption exits never go straight to the UTCB.
-                let direct = match &output.direct {
-                    Some(direct) if header.reason != ExitReason::Preempted => direct.words(),
-                    _ => None,
-                };
-                match direct {
-                    Some(words) => {
-                        let count = header
-                            .encode(&state.exit, words)
-                            .map_err(|_| Status::Overflow)?;
-                        if let Some(direct) = &output.direct {
-                            direct.finish(count);
-                        }
-                        Ok(super::Delivered::Direct(count))
-                    }
-                    None => header
-                        .encode(&state.exit, output.scratch)
-                        .map(super::Delivered::Scratch)
-                        .map_err(|_| Status::Overflow),
+        // Preemption exits (they may reschedule) never go straight to the UTCB.
+        let direct = match &output.direct {
+            Some(direct) if !preempts(basic) => direct.words(),
+            _ => None,
+        };
+        let (out, is_direct) = match direct {
+            Some(words) => (words, true),
+            None => (&mut *output.scratch, false),
+        };
+        return match virt_vmx::encode_exit(&Current, &vcpu.saved, BASE_STATE, out) {
+            Ok(count) if is_direct => {
+                if let Some(direct) = &output.direct {
+                    direct.finish(count);
                 }
+                Ok(super::Delivered::Direct(count))
             }
+            Ok(count) => Ok(super::Delivered::Scratch(count)),
             Err(error) => {
                 crate::smp::set_active(false);
                 kprintln!("sluice: vcpu {index}: exit {basic} not decodable: {error}");
                 Err(Status::Aborted)
             }
         };
+    }
+}
+
+/// Whether exit `basic` reaches the VMM as `ExitReason::Preempted`: an external interrupt, the
+/// preemption timer, or an NMI (exit interruption type 2, SDM Vol. 3C Table 25-19).
+fn preempts(basic: u16) -> bool {
+    match basic {
+        exit_reason::EXTERNAL_INTERRUPT | exit_reason::PREEMPTION_TIMER => true,
+        exit_reason::EXCEPTION_OR_NMI => (read(VmcsField::ExitInterruptionInfo) >> 8) & 7 == 2,
+        _ => false,
     }
 }
 

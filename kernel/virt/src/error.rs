@@ -7,7 +7,7 @@
 //! is written.
 use core::fmt;
 
-use sluice_abi::vcpu::{ActivityState, DecodeError};
+use sluice_abi::vcpu::{ActivityState, DecodeError, EncodeError};
 
 use crate::vmx::fields::VmcsField;
 
@@ -54,6 +54,9 @@ pub enum ExitError {
     },
     /// Guest activity state above 3 (SDM Vol. 3C section 25.4.2).
     BadActivityState(u64),
+    /// The decoded exit did not fit the message buffer (a buffer shorter than
+    /// `MAX_EXIT_WORDS`).
+    MessageEncoding(EncodeError),
 }
 
 impl fmt::Display for ExitError {
@@ -100,6 +103,7 @@ impl fmt::Display for ExitError {
             ExitError::BadActivityState(state) => {
                 write!(f, "guest activity state {state} is undefined")
             }
+            ExitError::MessageEncoding(error) => write!(f, "exit message not encodable: {error}"),
         }
     }
 }

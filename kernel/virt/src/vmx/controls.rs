@@ -440,6 +440,12 @@ impl VmxCapabilities {
         (self.misc & 0x1f) as u8
     }
 
+    /// VM exits store IA32_EFER.LMA into the "IA-32e mode guest" VM-entry control
+    /// (IA32_VMX_MISC bit 5, SDM Vol. 3D Appendix A.6; set wherever unrestricted guest is).
+    pub const fn exits_store_lma(&self) -> bool {
+        self.misc & (1 << 5) != 0
+    }
+
     /// EPT supports a page-walk length of 4 (IA32_VMX_EPT_VPID_CAP bit 6).
     pub const fn ept_four_level_walk(&self) -> bool {
         self.ept_vpid & (1 << 6) != 0

@@ -62,6 +62,19 @@ fn read<V: VmcsRead + ?Sized>(vmcs: &V, field: VmcsField) -> Result<u64, ReplyEr
     read_field(vmcs, field, ReplyError::FieldUnreadable)
 }
 
+/// The guest's interruptibility (the bits a reply controls) and activity state, from the VMCS.
+pub(crate) fn interrupt_state<V: VmcsRead + ?Sized>(
+    vmcs: &V,
+) -> Result<(Interruptibility, ActivityState), ReplyError> {
+    let raw = read(vmcs, VmcsField::GuestInterruptibility)? & INTERRUPTIBILITY_CARRIED;
+    let activity = activity_state(read(vmcs, VmcsField::GuestActivityState)?)
+        .map_err(|_| ReplyError::FieldUnreadable(VmcsField::GuestActivityState))?;
+    Ok((
+        Interruptibility::new(raw as u32).unwrap_or_default(),
+        activity,
+    ))
+}
+
 /// Validates `reply` against the current VMCS and returns the writes that apply it.
 ///
 /// The interrupt-window exiting control is set to `reply.request_interrupt_window` on every
@@ -109,16 +122,11 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
     } else {
         0
     };
-    let (interruptibility, activity) = if mtd.contains(Mtd::INTERRUPT_STATE) {
-        (state.interruptibility, state.activity)
-    } else {
-        let raw = read(vmcs, VmcsField::GuestInterruptibility)? & INTERRUPTIBILITY_CARRIED;
-        let activity = activity_state(read(vmcs, VmcsField::GuestActivityState)?)
-            .map_err(|_| ReplyError::FieldUnreadable(VmcsField::GuestActivityState))?;
-        (
-            Interruptibility::new(raw as u32).unwrap_or_default(),
-            activity,
-        )
+    // The interrupt state matters only to an injection (its checks, and waking a halted guest).
+    let (interruptibility, activity) = match reply.inject {
+        None => (Interruptibility::default(), ActivityState::Active),
+        Some(_) if mtd.contains(Mtd::INTERRUPT_STATE) => (state.interruptibility, state.activity),
+        Some(_) => interrupt_state(vmcs)?,
     };
     if let Some(event) = reply.inject {
         let rflags = if mtd.contains(Mtd::RFLAGS) {
@@ -126,20 +134,8 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
         } else {
             read(vmcs, VmcsField::GuestRflags)?
         };
-        check_injection(event, rflags, interruptibility, activity)?;
-        if let Event::Exception(exception) = event {
-            let cr0 = if mtd.contains(Mtd::CONTROL_REGISTERS) {
-                state.cr0
-            } else {
-                read(vmcs, VmcsField::GuestCr0)?
-            };
-            let protected = cr0 & CR0_PE != 0 || !policy.unrestricted_guest;
-            let vector = exception.vector().number();
-            let required = protected && ERROR_CODE_VECTORS.contains(&vector);
-            if exception.error_code().is_some() != required {
-                return Err(ReplyError::ErrorCodeMismatch { vector, required });
-            }
-        }
+        let cr0 = mtd.contains(Mtd::CONTROL_REGISTERS).then_some(state.cr0);
+        check_event(event, rflags, interruptibility, activity, cr0, vmcs, policy)?;
     }
 
     let mut plan = |field: VmcsField, value: u64| write(field, field.truncate(value));
@@ -160,23 +156,15 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
         plan(VmcsField::GuestRflags, state.rflags);
     }
     if mtd.contains(Mtd::CONTROL_REGISTERS) {
-        plan(VmcsField::GuestCr0, policy.guest_cr0(state.cr0));
-        plan(VmcsField::Cr0ReadShadow, state.cr0);
-        plan(VmcsField::GuestCr3, state.cr3);
-        plan(VmcsField::GuestCr4, policy.guest_cr4(state.cr4));
-        plan(VmcsField::Cr4ReadShadow, state.cr4);
-        saved.cr2 = state.cr2;
+        write_control_registers(
+            [state.cr0, state.cr2, state.cr3, state.cr4],
+            policy,
+            saved,
+            &mut plan,
+        );
     }
     if mtd.contains(Mtd::EFER) {
-        plan(VmcsField::GuestEfer, state.efer);
-        // SDM Vol. 3C section 27.3.1.1: "IA-32e mode guest" must equal EFER.LMA.
-        let long_mode = EntryControls::IA32E_MODE_GUEST.bits() as u64;
-        let controls = if state.efer & EFER_LMA != 0 {
-            entry_controls | long_mode
-        } else {
-            entry_controls & !long_mode
-        };
-        plan(VmcsField::EntryControls, controls);
+        write_efer(state.efer, entry_controls, &mut plan);
     }
     for (group, registers) in SEGMENT_GROUPS {
         if mtd.contains(group) {
@@ -218,7 +206,89 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
     if mtd.contains(Mtd::TSC_OFFSET) {
         plan(VmcsField::TscOffset, state.tsc_offset);
     }
-    if let Some(event) = reply.inject {
+    finish(
+        reply.inject,
+        activity,
+        reply.request_interrupt_window,
+        primary,
+        &mut plan,
+    );
+    Ok(())
+}
+
+/// The checks of injecting `event` that VM entry would otherwise fail on: blocking by RFLAGS.IF,
+/// interruptibility and activity, and an exception's error code, required exactly in protected
+/// mode for #DF, #TS, #NP, #SS, #GP, #PF and #AC. `cr0` is the reply's, or `None` to read the
+/// guest's from the VMCS.
+#[inline]
+pub(crate) fn check_event<V: VmcsRead + ?Sized>(
+    event: Event,
+    rflags: u64,
+    interruptibility: Interruptibility,
+    activity: ActivityState,
+    cr0: Option<u64>,
+    vmcs: &V,
+    policy: &ControlRegisterPolicy,
+) -> Result<(), ReplyError> {
+    check_injection(event, rflags, interruptibility, activity)?;
+    if let Event::Exception(exception) = event {
+        let cr0 = match cr0 {
+            Some(cr0) => cr0,
+            None => read(vmcs, VmcsField::GuestCr0)?,
+        };
+        let protected = cr0 & CR0_PE != 0 || !policy.unrestricted_guest;
+        let vector = exception.vector().number();
+        let required = protected && ERROR_CODE_VECTORS.contains(&vector);
+        if exception.error_code().is_some() != required {
+            return Err(ReplyError::ErrorCodeMismatch { vector, required });
+        }
+    }
+    Ok(())
+}
+
+/// The control-register group (`[cr0, cr2, cr3, cr4]` as the guest sees them): CR0 and CR4
+/// through the policy with their read shadows, CR3, and CR2 into the kernel's save area.
+#[inline]
+pub(crate) fn write_control_registers(
+    [cr0, cr2, cr3, cr4]: [u64; 4],
+    policy: &ControlRegisterPolicy,
+    saved: &mut SavedRegisters,
+    plan: &mut impl FnMut(VmcsField, u64),
+) {
+    plan(VmcsField::GuestCr0, policy.guest_cr0(cr0));
+    plan(VmcsField::Cr0ReadShadow, cr0);
+    plan(VmcsField::GuestCr3, cr3);
+    plan(VmcsField::GuestCr4, policy.guest_cr4(cr4));
+    plan(VmcsField::Cr4ReadShadow, cr4);
+    saved.cr2 = cr2;
+}
+
+/// The EFER group: guest EFER, and "IA-32e mode guest" equal to EFER.LMA as VM entry requires
+/// (SDM Vol. 3C section 27.3.1.1); `entry_controls` is the current VM-entry controls field.
+#[inline]
+pub(crate) fn write_efer(efer: u64, entry_controls: u64, plan: &mut impl FnMut(VmcsField, u64)) {
+    plan(VmcsField::GuestEfer, efer);
+    let long_mode = EntryControls::IA32E_MODE_GUEST.bits() as u64;
+    let controls = if efer & EFER_LMA != 0 {
+        entry_controls | long_mode
+    } else {
+        entry_controls & !long_mode
+    };
+    plan(VmcsField::EntryControls, controls);
+}
+
+/// The last writes of every reply: the injection (interruption information, error code, and a
+/// halted guest made active, SDM Vol. 3C section 27.6.1.2), then interrupt-window exiting set
+/// to the request when it differs from `primary`, the current primary controls.
+#[inline(always)]
+pub(crate) fn finish(
+    inject: Option<Event>,
+    activity: ActivityState,
+    request_interrupt_window: bool,
+    primary: u64,
+    plan: &mut impl FnMut(VmcsField, u64),
+) {
+    if let Some(event) = inject {
         let word = injection_word(event);
         plan(VmcsField::EntryInterruptionInfo, word & 0xffff_ffff);
         if let Event::Exception(exception) = event {
@@ -227,12 +297,11 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
             }
         }
         if activity == ActivityState::Hlt {
-            // The delivered event ends the halt (SDM Vol. 3C section 27.6.1.2).
             plan(VmcsField::GuestActivityState, ActivityState::Active as u64);
         }
     }
     let window = u64::from(PrimaryProcessorControls::INTERRUPT_WINDOW_EXITING.bits());
-    let wanted = if reply.request_interrupt_window {
+    let wanted = if request_interrupt_window {
         primary | window
     } else {
         primary & !window
@@ -240,5 +309,4 @@ pub fn apply_entry<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
     if wanted != primary {
         plan(VmcsField::PrimaryProcessorControls, wanted);
     }
-    Ok(())
 }

@@ -50,14 +50,15 @@ pub(crate) const SEGMENT_GROUPS: [(Mtd, [GuestSegment; 2]); 4] = [
 
 /// Exit-interruption and IDT-vectoring information: bit 31 valid, bit 11 error code valid
 /// (SDM Vol. 3C section 25.9.2, Table 25-18).
-const INFO_VALID: u64 = 1 << 31;
-const INFO_ERROR_CODE_VALID: u64 = 1 << 11;
+pub(crate) const INFO_VALID: u64 = 1 << 31;
+pub(crate) const INFO_ERROR_CODE_VALID: u64 = 1 << 11;
 /// Interruptibility bits the exit message carries (STI, MOV SS, NMI; Table 25-3).
-const INTERRUPTIBILITY_CARRIED: u64 = 0b1011;
+pub(crate) const INTERRUPTIBILITY_CARRIED: u64 = 0b1011;
 /// Guest-physical addresses are below 2^52 (SDM Vol. 3A section 4.1.4).
 const GPA_LIMIT: u64 = 1 << 52;
 
-fn read<V: VmcsRead + ?Sized>(vmcs: &V, field: VmcsField) -> Result<u64, ExitError> {
+#[inline]
+pub(crate) fn read<V: VmcsRead + ?Sized>(vmcs: &V, field: VmcsField) -> Result<u64, ExitError> {
     read_field(vmcs, field, ExitError::FieldUnreadable)
 }
 
@@ -82,6 +83,17 @@ pub fn decode_exit_into<V: VmcsRead + ?Sized>(
     requested: Mtd,
     state: &mut VcpuState,
 ) -> Result<ExitHeader, ExitError> {
+    let header = decode_header(vmcs, saved)?;
+    read_state(vmcs, saved, requested.union(BASE_STATE), state)?;
+    Ok(header)
+}
+
+/// The reason, instruction length and exit code of the current exit.
+#[inline]
+pub(crate) fn decode_header<V: VmcsRead + ?Sized>(
+    vmcs: &V,
+    saved: &SavedRegisters,
+) -> Result<ExitHeader, ExitError> {
     let raw_reason = read(vmcs, VmcsField::ExitReason)?;
     let basic = (raw_reason & 0xffff) as u16;
     let reason = decode_reason(vmcs, saved, basic)?;
@@ -93,7 +105,6 @@ pub fn decode_exit_into<V: VmcsRead + ?Sized>(
         | exit_reason::WRMSR => Some(instruction_length(vmcs, basic)?),
         _ => None,
     };
-    read_state(vmcs, saved, requested.union(BASE_STATE), state)?;
     Ok(ExitHeader {
         reason,
         instruction_length,
@@ -227,7 +238,8 @@ fn exception_exit<V: VmcsRead + ?Sized>(vmcs: &V) -> Result<ExitReason, ExitErro
     }
 }
 
-fn read_segment<V: VmcsRead + ?Sized>(
+#[inline]
+pub(crate) fn read_segment<V: VmcsRead + ?Sized>(
     vmcs: &V,
     segment: GuestSegment,
 ) -> Result<Segment, ExitError> {

@@ -1,6 +1,7 @@
 //! The Intel VMX backend's pure half: VMCS field encodings ([`fields`]) and control bits
 //! ([`control_bits`]), control adjustment against the capability MSRs ([`controls`]), exit
-//! decoding ([`exit`]), the VMCS writes that apply a reply ([`entry`]) and the kernel-handled
+//! decoding ([`exit`]) and direct encoding ([`encode`]), the VMCS writes that apply a reply
+//! ([`entry`], and straight from the reply's words: [`reply`]) and the kernel-handled
 //! control-register access exits ([`control_register`]).
 //!
 //! The kernel reaches the VMCS only through [`VmcsRead`] (VMREAD) and the write lists this
@@ -8,9 +9,11 @@
 pub mod control_bits;
 pub mod control_register;
 pub mod controls;
+pub mod encode;
 pub mod entry;
 pub mod exit;
 pub mod fields;
+pub mod reply;
 
 pub use control_bits::{
     EntryControls, ExitControls, PinBasedControls, PrimaryProcessorControls,
@@ -19,9 +22,11 @@ pub use control_bits::{
 pub use controls::{
     ControlError, ControlRegisterPolicy, Controls, DesiredControls, VmxCapabilities,
 };
+pub use encode::encode_exit;
 pub use entry::{apply_entry, plan_entry, EntryPlan, VmcsWrite};
 pub use exit::{decode_exit, decode_exit_into};
 pub use fields::{FieldKind, FieldWidth, GuestSegment, VmcsField};
+pub use reply::apply_reply_words;
 
 /// Read access to the current VMCS: the kernel implements it with VMREAD (returning `None` when
 /// VMREAD fails), tests with a map.
@@ -30,13 +35,15 @@ pub trait VmcsRead {
     fn read(&self, field: VmcsField) -> Option<u64>;
 }
 
-/// Reads `field`, turning a failed VMREAD into the caller's error.
+/// Reads `field`, turning a failed VMREAD into the caller's error (built only on failure).
+#[inline]
 pub(crate) fn read_field<V: VmcsRead + ?Sized, E>(
     vmcs: &V,
     field: VmcsField,
     error: fn(VmcsField) -> E,
 ) -> Result<u64, E> {
-    vmcs.read(field)
-        .map(|value| field.truncate(value))
-        .ok_or(error(field))
+    match vmcs.read(field) {
+        Some(value) => Ok(field.truncate(value)),
+        None => Err(error(field)),
+    }
 }
