@@ -27,6 +27,22 @@ use sluice_abi::vcpu::{ExitReason, MAX_EXIT_WORDS};
 struct Scratch {
     reply: [MaybeUninit<u64>; MAX_UNTYPED_WORDS],
     exit: [u64; MAX_EXIT_WORDS],
+    last: Option<LastRun>,
+}
+
+/// The lookups of the last well-formed run on this CPU: `thread` ran `selector`, which named
+/// vCPU `vcpu`, with its UTCB at `utcb`, and the kernel lock had been taken `acquisitions`
+/// times when they were made (under the lock). When the same thread runs the same selector
+/// again and the count is exactly one more (its own acquisition), nobody took the kernel lock
+/// in between, so no capability, object, thread, mapping or flush generation changed: the
+/// lookups would give the same answers, and are skipped.
+#[derive(Clone, Copy)]
+struct LastRun {
+    thread: u32,
+    selector: u32,
+    acquisitions: u64,
+    vcpu: u32,
+    utcb: *mut u8,
 }
 
 struct PerCpuScratch([UnsafeCell<Scratch>; MAX_CPUS]);
@@ -41,6 +57,7 @@ static SCRATCH: PerCpuScratch = PerCpuScratch(
         UnsafeCell::new(Scratch {
             reply: [MaybeUninit::uninit(); MAX_UNTYPED_WORDS],
             exit: [0; MAX_EXIT_WORDS],
+            last: None,
         })
     }; MAX_CPUS],
 );
@@ -101,7 +118,7 @@ fn fast_run(cpu: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
     // Taken at once, the lock is held with the CPU still marked active (as on the IPC fast
     // path: nothing waits, so no shootdown waits for this CPU while it holds the lock, and none
     // can start meanwhile); otherwise the CPU stops counting as active before it waits.
-    let kernel = match KERNEL.try_lock() {
+    let mut kernel = match KERNEL.try_lock() {
         Some(kernel) => kernel,
         None => {
             crate::smp::set_active(false);
@@ -112,12 +129,39 @@ fn fast_run(cpu: usize, frame: &mut TrapFrame) -> *mut TrapFrame {
         drop(kernel);
         super::idle(cpu)
     };
+    let selector = frame.rdi as u32;
+    let acquisitions = KERNEL.acquisitions();
+    // SAFETY: this CPU's own scratch (see `PerCpuScratch`); the reference ends before
+    // `run_with` takes it again.
+    let last = unsafe { &mut (*SCRATCH.0[cpu % MAX_CPUS].get()).last };
+    if let Some(record) = last {
+        if record.thread == current
+            && record.selector == selector
+            && record.acquisitions.wrapping_add(1) == acquisitions
+        {
+            record.acquisitions = acquisitions;
+            let (vcpu, utcb) = (record.vcpu, record.utcb);
+            return run_with(kernel, cpu, current, vcpu, Some(utcb), frame);
+        }
+    }
     let vcpu = kernel.threads[current as usize]
         .domain
         .ok_or(Status::Aborted)
-        .and_then(|domain| kernel.model.vcpu_target(domain, Selector(frame.rdi as u32)));
+        .and_then(|domain| kernel.model.vcpu_target(domain, Selector(selector)));
     match vcpu {
-        Ok((vcpu, _)) => run(kernel, cpu, current, vcpu.index, frame),
+        Ok((vcpu, _)) => {
+            let utcb = ipc::utcb_pointer(&mut kernel, current, true).ok();
+            if let Some(utcb) = utcb {
+                *last = Some(LastRun {
+                    thread: current,
+                    selector,
+                    acquisitions,
+                    vcpu: vcpu.index,
+                    utcb,
+                });
+            }
+            run_with(kernel, cpu, current, vcpu.index, utcb, frame)
+        }
         Err(status) => {
             frame.rax = status.as_raw();
             leave(kernel, cpu, Next::Current)
@@ -134,13 +178,27 @@ pub fn run(
     vcpu: u32,
     frame: &mut TrapFrame,
 ) -> *mut TrapFrame {
+    // For the return without the lock (below): the UTCB as translated now (a VMM's UTCB is
+    // writable: it receives the exits).
+    let utcb = ipc::utcb_pointer(&mut kernel, current, true).ok();
+    run_with(kernel, cpu, current, vcpu, utcb, frame)
+}
+
+/// [`run`] with the thread's UTCB already translated under the lock still held (None when it
+/// cannot be written: the exit then goes through scratch and the general copy, which names the
+/// error).
+fn run_with(
+    mut kernel: SpinGuard<'_, Kernel>,
+    cpu: usize,
+    current: u32,
+    vcpu: u32,
+    utcb: Option<*mut u8>,
+    frame: &mut TrapFrame,
+) -> *mut TrapFrame {
     // SAFETY: this CPU's own scratch, used by nothing else while this call runs (see
     // `PerCpuScratch`).
     let scratch = unsafe { &mut *SCRATCH.0[cpu % MAX_CPUS].get() };
-    // For the return without the lock (below): the UTCB as translated now (a VMM's UTCB is
-    // writable: it receives the exits), and the lock's acquisition count while this CPU holds
-    // it.
-    let utcb = ipc::utcb_pointer(&mut kernel, current, true).ok();
+    // The lock's acquisition count while this CPU holds it, for the direct exit.
     let epoch = KERNEL.acquisitions();
     let reply = match utcb {
         // SAFETY: translated just now, under the kernel lock, which is still held.

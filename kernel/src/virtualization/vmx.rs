@@ -12,8 +12,10 @@ use crate::paging::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
 use crate::sync::SpinLock;
 use core::arch::naked_asm;
+use core::cell::UnsafeCell;
 use kernel_virt::asid::{TagAllocator, VcpuTag};
 use kernel_virt::vmx::control_register::{handle_control_register_access, ControlRegisterOutcome};
+use kernel_virt::vmx::encode::{EXIT_FIELDS, EXIT_FIELD_COUNT};
 use kernel_virt::vmx::fields::exit_reason;
 use kernel_virt::vmx::{
     self as virt_vmx, ControlRegisterPolicy, Controls, DesiredControls, GuestSegment, VmcsField,
@@ -32,7 +34,8 @@ const CR4_VMXE: u64 = 1 << 13;
 /// Guest EFER bits a guest may write: SCE, LME, NXE (LMA follows CR0.PG).
 const GUEST_EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
 const EFER_LMA: u64 = 1 << 10;
-/// VMX-preemption timer value written before each entry (exit reason 52 when it expires).
+/// VMX-preemption timer value every entry starts from (exit reason 52 when it expires): a
+/// backstop only, the LAPIC timer's interrupts exit the guest and drive scheduling.
 const PREEMPTION_TIMER_BACKSTOP: u64 = 0xffff_ffff;
 /// VM-entry control "IA-32e mode guest" (SDM Vol. 3C, Table 25-17).
 const ENTRY_IA32E_MODE: u64 = 1 << 9;
@@ -56,11 +59,22 @@ struct VmxCpu {
     current: Option<u32>,
     /// Exits keep "IA-32e mode guest" equal to EFER.LMA themselves, so entries need not.
     exits_store_lma: bool,
-    /// Scratch for decoding replies in place (no per-exit zeroing or moves).
+    /// Scratch for decoding replies in place and for the exit's field batch (no per-exit
+    /// zeroing or moves).
     reply: Reply,
+    exit_fields: [u64; EXIT_FIELD_COUNT],
 }
 
-static CPUS: [SpinLock<Option<VmxCpu>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+/// Each CPU's VMX state, touched only by that CPU (see [`PerCpu`]).
+static CPUS: PerCpu = PerCpu([const { UnsafeCell::new(None) }; MAX_CPUS]);
+
+/// Per-CPU slots without a lock: slot `i` is used only by CPU `i`, inside [`run`], which is
+/// never entered twice at once on one CPU (the kernel is not preempted, and the interrupt
+/// handlers a vCPU loop dispatches never run a vCPU).
+struct PerCpu([UnsafeCell<Option<VmxCpu>>; MAX_CPUS]);
+
+// SAFETY: see the type: no slot is ever shared between CPUs or used re-entrantly.
+unsafe impl Sync for PerCpu {}
 
 /// One vCPU.
 struct VmxVcpu {
@@ -96,7 +110,45 @@ impl VmcsRead for Current {
         };
         (failed == 0).then_some(value)
     }
+
+    fn read_exit_fields(&self, out: &mut [u64; EXIT_FIELD_COUNT]) -> bool {
+        vmread_batch!(out.as_mut_ptr(); 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
+    }
 }
+
+/// One VMREAD per field of `EXIT_FIELDS` straight into the array at `out`, three instructions
+/// each; stops at the first that fails (CF or ZF set, SDM Vol. 3C section 31.2) and yields
+/// whether all passed.
+macro_rules! vmread_batch {
+    ($out:expr; $($index:literal),*) => {{
+        const _: () = assert!([$($index),*].len() == EXIT_FIELD_COUNT);
+        let failed: u32;
+        // SAFETY: VMREADs of the current VMCS into the caller's array, whose slot `index` is at
+        // byte offset 8 * index (the indices are exactly 0..EXIT_FIELD_COUNT); a bad field only
+        // sets the flags, which end the sequence.
+        unsafe {
+            core::arch::asm!(
+                $(
+                    "mov eax, {}",
+                    concat!("vmread qword ptr [{out} + 8 * ", $index, "], rax"),
+                    "jbe 2f",
+                )*
+                "xor {failed:e}, {failed:e}",
+                "jmp 3f",
+                "2:",
+                "mov {failed:e}, 1",
+                "3:",
+                $(const EXIT_FIELDS[$index].encoding(),)*
+                out = in(reg) $out,
+                failed = out(reg) failed,
+                out("rax") _,
+                options(nostack),
+            )
+        };
+        failed == 0
+    }};
+}
+use vmread_batch;
 
 fn vmwrite(field: VmcsField, value: u64) -> bool {
     let failed: u8;
@@ -169,6 +221,7 @@ fn enable_on_this_cpu(cpu: usize, slot: &mut Option<VmxCpu>) -> Result<(), Statu
         tags: TagAllocator::vpid(cpu as u32),
         current: None,
         reply: Reply::default(),
+        exit_fields: [0; EXIT_FIELD_COUNT],
     });
     Ok(())
 }
@@ -313,10 +366,17 @@ fn write_host_state(cpu: usize) {
     vmwrite(VmcsField::HostSysenterCs, 0);
     vmwrite(VmcsField::HostSysenterEsp, 0);
     vmwrite(VmcsField::HostSysenterEip, 0);
+    // Every VM exit lands in `vmx_enter`, which sets HOST_RSP itself before each entry.
+    vmwrite(VmcsField::HostRip, sluice_vmx_exit as *const () as u64);
 }
 
 /// Makes the vCPU's VMCS current on `cpu`, setting it up when it is new here.
 fn load(vcpu: &mut VmxVcpu, state: &mut VmxCpu, index: u32, cpu: usize) -> Result<(), Status> {
+    if state.current == Some(index) && vcpu.prepared_on == Some(cpu) {
+        // Still current here since its last run: every other VMPTRLD on this CPU changes
+        // `current`, and a recreated vCPU of this index starts unprepared.
+        return Ok(());
+    }
     if vcpu.prepared_on.is_some_and(|c| c != cpu) {
         // Migrating: VMCLEAR flushes it to memory; it is launched again here.
         // SAFETY: VMCLEAR of this vCPU's own VMCS region.
@@ -355,6 +415,8 @@ fn load(vcpu: &mut VmxVcpu, state: &mut VmxCpu, index: u32, cpu: usize) -> Resul
             nested_root(vcpu.vm).ok_or(Status::Aborted)?,
         );
         vmwrite(VmcsField::ExceptionBitmap, 0);
+        // The backstop: exits do not save the timer's value, so every entry starts from this.
+        vmwrite(VmcsField::PreemptionTimerValue, PREEMPTION_TIMER_BACKSTOP);
         write_host_state(cpu);
         if fresh {
             write_reset_state(&state.policy);
@@ -414,8 +476,9 @@ pub fn run(
     let cpu = percpu::current_index();
     let mut guard = VCPUS[index as usize % OBJECTS].lock();
     let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
-    let mut cpu_state = CPUS[cpu].lock();
-    enable_on_this_cpu(cpu, &mut cpu_state)?;
+    // SAFETY: this CPU's own slot, in `run` (see `PerCpu`).
+    let cpu_state = unsafe { &mut *CPUS.0[cpu % MAX_CPUS].get() };
+    enable_on_this_cpu(cpu, cpu_state)?;
     let state = cpu_state.as_mut().ok_or(Status::Aborted)?;
     load(vcpu, state, index, cpu)?;
     if !reply.is_empty() {
@@ -443,9 +506,6 @@ pub fn run(
             invept_all();
         }
         vmwrite(VmcsField::HostCr3, cr3());
-        // The preemption timer (when the CPU has it) is a backstop only: the LAPIC timer's
-        // interrupts exit the guest and drive scheduling.
-        vmwrite(VmcsField::PreemptionTimerValue, PREEMPTION_TIMER_BACKSTOP);
         if !state.exits_store_lma {
             sync_long_mode();
         }
@@ -506,7 +566,13 @@ pub fn run(
             Some(words) => (words, true),
             None => (&mut *output.scratch, false),
         };
-        return match virt_vmx::encode_exit(&Current, &vcpu.saved, BASE_STATE, out) {
+        return match virt_vmx::encode_exit_with(
+            &Current,
+            &vcpu.saved,
+            BASE_STATE,
+            &mut state.exit_fields,
+            out,
+        ) {
             Ok(count) if is_direct => {
                 if let Some(direct) = &output.direct {
                     direct.finish(count);
@@ -544,6 +610,11 @@ fn dispatch_interrupt(vector: u8) {
     }
 }
 
+extern "C" {
+    /// The VM-exit landing inside [`vmx_enter`] (never called: only its address is used).
+    fn sluice_vmx_exit();
+}
+
 /// INVEPT all-context (type 2): drops every guest-physical translation on this CPU.
 fn invept_all() {
     let descriptor = [0u64; 2];
@@ -555,8 +626,8 @@ fn invept_all() {
 }
 
 /// Enters the guest with VMLAUNCH (`launched` = 0) or VMRESUME: rdi = guest GPRs (16 words,
-/// `Gpr` order; RSP lives in the VMCS). The VM exit lands at the label `2` with RSP = HOST_RSP,
-/// where the guest GPRs are saved. Returns 0, or 1 when the entry itself failed.
+/// `Gpr` order; RSP lives in the VMCS). The VM exit lands at `sluice_vmx_exit` (HOST_RIP) with
+/// RSP = HOST_RSP, where the guest GPRs are saved. Returns 0, or 1 when the entry itself failed.
 ///
 /// # Safety
 /// A VMCS must be current on this CPU with valid host and guest state.
@@ -571,11 +642,8 @@ unsafe extern "C" fn vmx_enter(registers: *mut [u64; 16], launched: u64) -> u64 
         "push r15",
         "push rdi",
         "push rsi",
-        "mov rax, 0x6c14", // HOST_RSP
+        "mov rax, 0x6c14", // HOST_RSP (HOST_RIP is `sluice_vmx_exit`, written once)
         "vmwrite rax, rsp",
-        "lea rdx, [rip + 2f]",
-        "mov rax, 0x6c16", // HOST_RIP
-        "vmwrite rax, rdx",
         "mov rax, [rdi]",
         "mov rcx, [rdi + 8]",
         "mov rdx, [rdi + 16]",
@@ -602,7 +670,8 @@ unsafe extern "C" fn vmx_enter(registers: *mut [u64; 16], launched: u64) -> u64 
         "add rsp, 16",
         "mov eax, 1",
         "jmp 5f",
-        "2:",
+        ".globl sluice_vmx_exit",
+        "sluice_vmx_exit:",
         "push rdi",
         "mov rdi, [rsp + 16]",
         "mov [rdi], rax",

@@ -317,9 +317,9 @@ impl DesiredControls {
                 .union(Ex::ACKNOWLEDGE_INTERRUPT_ON_EXIT)
                 .union(Ex::SAVE_IA32_EFER)
                 .union(Ex::LOAD_IA32_EFER),
-            exit_optional: Ex::SAVE_IA32_PAT
-                .union(Ex::LOAD_IA32_PAT)
-                .union(Ex::SAVE_PREEMPTION_TIMER_VALUE),
+            // The preemption timer is a backstop that starts from the same value at every entry,
+            // so its value is not saved on exit (the field keeps what the kernel wrote once).
+            exit_optional: Ex::SAVE_IA32_PAT.union(Ex::LOAD_IA32_PAT),
             entry_required: En::LOAD_IA32_EFER,
             entry_optional: En::LOAD_IA32_PAT,
         }

@@ -95,6 +95,20 @@ pub(crate) fn decode_header<V: VmcsRead + ?Sized>(
     saved: &SavedRegisters,
 ) -> Result<ExitHeader, ExitError> {
     let raw_reason = read(vmcs, VmcsField::ExitReason)?;
+    header_from(vmcs, saved, raw_reason, || {
+        read(vmcs, VmcsField::ExitInstructionLength)
+    })
+}
+
+/// [`decode_header`] with the exit-reason field already read; `length` reads the instruction
+/// length field, which only instruction exits need.
+#[inline]
+pub(crate) fn header_from<V: VmcsRead + ?Sized>(
+    vmcs: &V,
+    saved: &SavedRegisters,
+    raw_reason: u64,
+    length: impl FnOnce() -> Result<u64, ExitError>,
+) -> Result<ExitHeader, ExitError> {
     let basic = (raw_reason & 0xffff) as u16;
     let reason = decode_reason(vmcs, saved, basic)?;
     let instruction_length = match basic {
@@ -102,7 +116,18 @@ pub(crate) fn decode_header<V: VmcsRead + ?Sized>(
         | exit_reason::HLT
         | exit_reason::IO_INSTRUCTION
         | exit_reason::RDMSR
-        | exit_reason::WRMSR => Some(instruction_length(vmcs, basic)?),
+        | exit_reason::WRMSR => {
+            let length = length()?;
+            Some(
+                u8::try_from(length)
+                    .ok()
+                    .and_then(InstructionLength::new)
+                    .ok_or(ExitError::BadInstructionLength {
+                        exit_code: u64::from(basic),
+                        length,
+                    })?,
+            )
+        }
         _ => None,
     };
     Ok(ExitHeader {
@@ -112,20 +137,7 @@ pub(crate) fn decode_header<V: VmcsRead + ?Sized>(
     })
 }
 
-fn instruction_length<V: VmcsRead + ?Sized>(
-    vmcs: &V,
-    basic: u16,
-) -> Result<InstructionLength, ExitError> {
-    let length = read(vmcs, VmcsField::ExitInstructionLength)?;
-    u8::try_from(length)
-        .ok()
-        .and_then(InstructionLength::new)
-        .ok_or(ExitError::BadInstructionLength {
-            exit_code: u64::from(basic),
-            length,
-        })
-}
-
+#[inline]
 fn decode_reason<V: VmcsRead + ?Sized>(
     vmcs: &V,
     saved: &SavedRegisters,

@@ -22,7 +22,7 @@ pub use control_bits::{
 pub use controls::{
     ControlError, ControlRegisterPolicy, Controls, DesiredControls, VmxCapabilities,
 };
-pub use encode::encode_exit;
+pub use encode::{encode_exit, encode_exit_with};
 pub use entry::{apply_entry, plan_entry, EntryPlan, VmcsWrite};
 pub use exit::{decode_exit, decode_exit_into};
 pub use fields::{FieldKind, FieldWidth, GuestSegment, VmcsField};
@@ -33,6 +33,20 @@ pub use reply::apply_reply_words;
 pub trait VmcsRead {
     /// The field's value, zero-extended to 64 bits.
     fn read(&self, field: VmcsField) -> Option<u64>;
+
+    /// Reads every field of [`encode::EXIT_FIELDS`] into the same position of `out`, each
+    /// truncated to its width (VMREAD zero-extends, so the hardware gives exactly that), and
+    /// says whether all reads succeeded (if not, `out` is partly written). The kernel replaces
+    /// this loop with one unrolled VMREAD sequence.
+    fn read_exit_fields(&self, out: &mut [u64; encode::EXIT_FIELD_COUNT]) -> bool {
+        for (slot, field) in out.iter_mut().zip(encode::EXIT_FIELDS) {
+            match self.read(field) {
+                Some(value) => *slot = field.truncate(value),
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Reads `field`, turning a failed VMREAD into the caller's error (built only on failure).

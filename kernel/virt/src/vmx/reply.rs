@@ -3,7 +3,7 @@
 //! [`Reply`] when the reply carries only GPRs, RSP, RIP, RFLAGS, control registers, EFER or the
 //! TSC offset (the usual answer to an exit). The tests compare both on random replies and VMCS
 //! contents: the same VMWRITEs in the same order, the same saved registers, the same refusals.
-use sluice_abi::vcpu::{ActivityState, Gpr, Mtd, Reply, ReplyHeader, REPLY_HEADER_WORDS};
+use sluice_abi::vcpu::{ActivityState, Mtd, Reply, ReplyHeader, REPLY_HEADER_WORDS};
 
 use super::controls::ControlRegisterPolicy;
 use super::entry::{
@@ -86,34 +86,24 @@ pub fn apply_reply_words<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
         }
     };
 
-    // Validated: from here on nothing fails. The groups in message order.
+    // Validated: from here on nothing fails. The groups in message order; ReplyHeader checked
+    // that the words are there, so each group's slice exists (one check per group).
     let mut plan = |field: VmcsField, value: u64| write(field, field.truncate(value));
     let mut next = 0;
-    if mtd.contains(Mtd::GPR_ACDB) {
-        for register in [Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx] {
-            saved.gpr.set(register, word(next));
-            next += 1;
-        }
-    }
-    if mtd.contains(Mtd::GPR_BSD) {
-        for register in [Gpr::Rbp, Gpr::Rsi, Gpr::Rdi] {
-            saved.gpr.set(register, word(next));
-            next += 1;
-        }
-    }
-    if mtd.contains(Mtd::GPR_R8_R15) {
-        for register in [
-            Gpr::R8,
-            Gpr::R9,
-            Gpr::R10,
-            Gpr::R11,
-            Gpr::R12,
-            Gpr::R13,
-            Gpr::R14,
-            Gpr::R15,
-        ] {
-            saved.gpr.set(register, word(next));
-            next += 1;
+    let registers = saved.gpr.as_mut_array();
+    for (group, first, count) in [
+        (Mtd::GPR_ACDB, 0, 4),
+        (Mtd::GPR_BSD, 5, 3),
+        (Mtd::GPR_R8_R15, 8, 8),
+    ] {
+        if mtd.contains(group) {
+            if let (Some(to), Some(from)) = (
+                registers.get_mut(first..first + count),
+                state.get(next..next + count),
+            ) {
+                to.copy_from_slice(from);
+            }
+            next += count;
         }
     }
     if mtd.contains(Mtd::RSP) {
