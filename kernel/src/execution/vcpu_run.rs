@@ -187,6 +187,7 @@ pub fn run(
 /// [`run`] with the thread's UTCB already translated under the lock still held (None when it
 /// cannot be written: the exit then goes through scratch and the general copy, which names the
 /// error).
+#[inline(always)]
 fn run_with(
     mut kernel: SpinGuard<'_, Kernel>,
     cpu: usize,
