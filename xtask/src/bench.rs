@@ -148,7 +148,7 @@ fn measure(emulator: Emulator, platform: &str, timeout: u64) -> Result<Vec<Figur
 }
 
 /// The system `cargo xtask bench` boots.
-const BENCH_SYSTEM: &str = "userland/systems/bench.toml";
+pub(crate) const BENCH_SYSTEM: &str = "userland/systems/bench.toml";
 
 /// Runs the benchmarks on QEMU (SVM, `-icount`) and Bochs (VMX, TSC = instructions retired).
 pub fn run(json: bool, timeout: u64) -> Result<bool, String> {

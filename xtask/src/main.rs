@@ -5,6 +5,7 @@
 
 mod artifacts;
 mod bench;
+mod exit_profile;
 mod image;
 mod run;
 mod system;
@@ -86,6 +87,10 @@ enum Commands {
         /// Seconds before the run is stopped.
         #[arg(long, value_name = "SECS", default_value_t = 600)]
         timeout: u64,
+        /// Instead of the figures: trace one VM exit round trip under Bochs (VMX) and print
+        /// how many instructions each kernel function, the vmm-server and the guest execute.
+        #[arg(long)]
+        profile_exit: bool,
     },
     /// Run lints, host unit tests and emulator boot tests; prints `N passed, N failed` last.
     Test {
@@ -208,7 +213,12 @@ fn dispatch(command: Commands) -> Result<bool, String> {
             );
             Ok(outcome.success())
         }
-        Commands::Bench { json, timeout } => bench::run(json, timeout),
+        Commands::Bench {
+            profile_exit: true,
+            timeout,
+            ..
+        } => exit_profile::run(timeout),
+        Commands::Bench { json, timeout, .. } => bench::run(json, timeout),
         Commands::Check { file, json } => {
             let plan = system::load(Some(&file))?;
             println!("{}", plan.report(json));
