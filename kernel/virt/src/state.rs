@@ -24,6 +24,18 @@ pub const BASE_STATE: Mtd = Mtd::GPR_ACDB
     .union(Mtd::INTERRUPT_STATE)
     .union(Mtd::PENDING_EVENT);
 
+/// Reply groups whose words need no checks of their own beyond RFLAGS (see `ReplyHeader`): a
+/// reply of only these is applied straight from its words on both backends.
+pub(crate) const DIRECT_REPLY_GROUPS: Mtd = Mtd::GPR_ACDB
+    .union(Mtd::GPR_BSD)
+    .union(Mtd::GPR_R8_R15)
+    .union(Mtd::RSP)
+    .union(Mtd::RIP)
+    .union(Mtd::RFLAGS)
+    .union(Mtd::CONTROL_REGISTERS)
+    .union(Mtd::EFER)
+    .union(Mtd::TSC_OFFSET);
+
 /// An exit message without its state (see `svm::decode_exit_into`, `vmx::decode_exit_into`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitHeader {

@@ -15,7 +15,9 @@ use super::vmcb::{
     V_INTR_PRIO_MASK, V_INTR_VECTOR_MASK, V_IRQ,
 };
 use crate::error::ReplyError;
-use crate::state::{check_injection, check_rflags, injection_word, SavedRegisters};
+use crate::state::{
+    check_injection, check_rflags, injection_word, SavedRegisters, DIRECT_REPLY_GROUPS,
+};
 use crate::vmx::exit::GPR_GROUPS;
 
 /// Segment attribute bit 7: present (APM Vol. 2 section 4.7.1).
@@ -188,17 +190,6 @@ fn finish<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>>(
     }
 }
 
-/// Groups whose words need no checks of their own beyond RFLAGS (see `ReplyHeader`).
-const DIRECT_GROUPS: Mtd = Mtd::GPR_ACDB
-    .union(Mtd::GPR_BSD)
-    .union(Mtd::GPR_R8_R15)
-    .union(Mtd::RSP)
-    .union(Mtd::RIP)
-    .union(Mtd::RFLAGS)
-    .union(Mtd::CONTROL_REGISTERS)
-    .union(Mtd::EFER)
-    .union(Mtd::TSC_OFFSET);
-
 /// Decodes the reply in `words` and applies it: the same result as `Reply::from_words`
 /// followed by [`apply_reply`] (a malformed reply is `ReplyError::Malformed`, a refused one
 /// the error `apply_reply` gives; either way nothing changes), without building a [`Reply`]
@@ -214,7 +205,7 @@ pub fn apply_reply_words<B: BorrowMut<[u8; VMCB_SIZE]> + Borrow<[u8; VMCB_SIZE]>
 ) -> Result<(), ReplyError> {
     let header = ReplyHeader::decode(words).map_err(ReplyError::Malformed)?;
     let mtd = header.mtd;
-    if !DIRECT_GROUPS.contains(mtd) {
+    if !DIRECT_REPLY_GROUPS.contains(mtd) {
         scratch.decode_into(words).map_err(ReplyError::Malformed)?;
         return apply_reply(scratch, vmcb, saved);
     }

@@ -12,18 +12,7 @@ use super::entry::{
 use super::fields::VmcsField;
 use super::{read_field, VmcsRead};
 use crate::error::ReplyError;
-use crate::state::{check_rflags, SavedRegisters};
-
-/// Groups whose words need no checks of their own beyond RFLAGS (see `ReplyHeader`).
-const DIRECT_GROUPS: Mtd = Mtd::GPR_ACDB
-    .union(Mtd::GPR_BSD)
-    .union(Mtd::GPR_R8_R15)
-    .union(Mtd::RSP)
-    .union(Mtd::RIP)
-    .union(Mtd::RFLAGS)
-    .union(Mtd::CONTROL_REGISTERS)
-    .union(Mtd::EFER)
-    .union(Mtd::TSC_OFFSET);
+use crate::state::{check_rflags, SavedRegisters, DIRECT_REPLY_GROUPS};
 
 #[inline]
 fn read<V: VmcsRead + ?Sized>(vmcs: &V, field: VmcsField) -> Result<u64, ReplyError> {
@@ -46,7 +35,7 @@ pub fn apply_reply_words<V: VmcsRead + ?Sized, W: FnMut(VmcsField, u64)>(
 ) -> Result<(), ReplyError> {
     let header = ReplyHeader::decode(words).map_err(ReplyError::Malformed)?;
     let mtd = header.mtd;
-    if !DIRECT_GROUPS.contains(mtd) {
+    if !DIRECT_REPLY_GROUPS.contains(mtd) {
         scratch.decode_into(words).map_err(ReplyError::Malformed)?;
         return apply_entry(scratch, vmcs, saved, policy, write);
     }
