@@ -31,6 +31,19 @@ pub const MAX_EXIT_WORDS: usize = EXIT_HEADER_WORDS + Mtd::ALL.words();
 /// Longest possible reply (every writable state group present).
 pub const MAX_REPLY_WORDS: usize = REPLY_HEADER_WORDS + Mtd::ALL.words() - 1;
 
+/// `vcpu_control` operation (argument 1) 0: run the vCPU until an exit needs the VMM.
+pub const VCPU_RUN: u64 = 0;
+/// `vcpu_control` operation 1: `vcpu_control(vcpu, VCPU_SET_EXIT_STATE, reason, groups)` makes
+/// every later exit of `reason` (an [`ExitReason::code`], or [`ALL_EXIT_REASONS`]) carry the
+/// [`Mtd`] `groups` on top of the state every exit carries (the vmm-server's required state:
+/// GPRs, RSP, RIP, RFLAGS, control registers, EFER, CS/SS, interrupt state, pending event).
+/// It replaces what an earlier call chose for that reason; `groups` 0 goes back to the base.
+pub const VCPU_SET_EXIT_STATE: u64 = 1;
+/// The `reason` of [`VCPU_SET_EXIT_STATE`] that sets every reason at once.
+pub const ALL_EXIT_REASONS: u64 = 0;
+/// The highest [`ExitReason::code`].
+pub const MAX_EXIT_REASON_CODE: u32 = 13;
+
 /// A guest-physical address.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GuestPhys(pub u64);

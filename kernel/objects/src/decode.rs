@@ -133,6 +133,13 @@ pub enum DecodedSyscall {
     },
     /// Run `vcpu` until an exit needs the VMM.
     VcpuRun { vcpu: Selector },
+    /// Make `vcpu`'s exits of `reason` (an `ExitReason` code, 0 = every reason) carry `groups`
+    /// beyond the base state.
+    VcpuSetExitState {
+        vcpu: Selector,
+        reason: u32,
+        groups: sluice_abi::vcpu::Mtd,
+    },
     /// Copy `source` into `destination` of `domain`'s table with `rights`.
     Delegate {
         source: Selector,
@@ -187,8 +194,7 @@ impl Arguments<'_> {
     }
 }
 
-/// `vcpu_control` operation: run.
-pub const VCPU_RUN: u64 = 0;
+pub use sluice_abi::vcpu::{VCPU_RUN, VCPU_SET_EXIT_STATE};
 
 /// Decode one system call. `selector_count` is the size of the caller's capability table.
 ///
@@ -438,10 +444,26 @@ pub fn decode(registers: &RawRegisters, selector_count: u32) -> Result<DecodedSy
         }
         Syscall::VcpuControl => {
             let vcpu = a.selector(0)?;
-            if a.raw(1) != VCPU_RUN {
-                return Err(Status::InvalidArgument);
+            match a.raw(1) {
+                VCPU_RUN => (DecodedSyscall::VcpuRun { vcpu }, 2),
+                VCPU_SET_EXIT_STATE => {
+                    let reason = a.u32(2)?;
+                    if reason > sluice_abi::vcpu::MAX_EXIT_REASON_CODE {
+                        return Err(Status::InvalidArgument);
+                    }
+                    let groups = sluice_abi::vcpu::Mtd::from_bits(a.raw(3))
+                        .ok_or(Status::InvalidArgument)?;
+                    (
+                        DecodedSyscall::VcpuSetExitState {
+                            vcpu,
+                            reason,
+                            groups,
+                        },
+                        4,
+                    )
+                }
+                _ => return Err(Status::InvalidArgument),
             }
-            (DecodedSyscall::VcpuRun { vcpu }, 2)
         }
     };
     arguments.unused_from(used)?;

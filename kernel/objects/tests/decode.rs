@@ -47,6 +47,44 @@ fn examples_of_accepted_calls() {
 }
 
 #[test]
+fn vcpu_exit_state_choices_are_checked() {
+    use sluice_abi::vcpu::{Mtd, MAX_EXIT_REASON_CODE, VCPU_SET_EXIT_STATE};
+    let set = |reason: u64, groups: u64, spare: u64| {
+        call(
+            Syscall::VcpuControl,
+            [4, VCPU_SET_EXIT_STATE, reason, groups, spare, 0],
+        )
+    };
+    let tables = Mtd::DESCRIPTOR_TABLES | Mtd::SEGMENT_FS_GS;
+    assert_eq!(
+        set(9, tables.bits(), 0),
+        Ok(DecodedSyscall::VcpuSetExitState {
+            vcpu: Selector(4),
+            reason: 9,
+            groups: tables
+        })
+    );
+    assert!(set(0, Mtd::ALL.bits(), 0).is_ok(), "every reason at once");
+    assert!(set(u64::from(MAX_EXIT_REASON_CODE), 0, 0).is_ok());
+    assert_eq!(
+        set(u64::from(MAX_EXIT_REASON_CODE) + 1, 0, 0),
+        Err(Status::InvalidArgument),
+        "no such exit reason"
+    );
+    assert_eq!(set(1 << 40, 0, 0), Err(Status::InvalidArgument));
+    assert_eq!(
+        set(3, Mtd::ALL.bits() + 1, 0),
+        Err(Status::InvalidArgument),
+        "unknown state-group bit"
+    );
+    assert_eq!(
+        set(3, 0, 1),
+        Err(Status::InvalidArgument),
+        "unused register set"
+    );
+}
+
+#[test]
 fn interrupt_remap_refusals_are_named() {
     assert_eq!(
         call(Syscall::InterruptRemap, [3, 0xffff, 0, 0, 0, 0]),
@@ -89,8 +127,9 @@ fn each_refusal_is_named() {
     );
     assert!(call(Syscall::CreateVm, [0; 6]).is_ok());
     assert_eq!(
-        call(Syscall::VcpuControl, [0, 1, 0, 0, 0, 0]),
-        Err(Status::InvalidArgument)
+        call(Syscall::VcpuControl, [0, 2, 0, 0, 0, 0]),
+        Err(Status::InvalidArgument),
+        "no vcpu_control operation 2"
     );
     assert_eq!(
         call(Syscall::VmMap, [0, 1, 0x1001, 0, 0x1000, 1]),
@@ -256,6 +295,15 @@ fn check_invariants(decoded: &DecodedSyscall, registers: &RawRegisters) {
             vec![memory, vm]
         }
         DecodedSyscall::VcpuRun { vcpu } => vec![vcpu],
+        DecodedSyscall::VcpuSetExitState {
+            vcpu,
+            reason,
+            groups,
+        } => {
+            assert!(reason <= sluice_abi::vcpu::MAX_EXIT_REASON_CODE);
+            assert_eq!(groups.bits() & !sluice_abi::vcpu::Mtd::ALL.bits(), 0);
+            vec![vcpu]
+        }
         DecodedSyscall::Delegate {
             source,
             domain,

@@ -509,6 +509,15 @@ fn execute(
             let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
             Ok(Outcome::Continue(Next::RunVcpu(vcpu.index)))
         }
+        DecodedSyscall::VcpuSetExitState {
+            vcpu,
+            reason,
+            groups,
+        } => {
+            let (vcpu, _) = kernel.model.vcpu_target(caller, vcpu)?;
+            crate::virtualization::set_exit_state(vcpu.index, u64::from(reason), groups)?;
+            done
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use kernel_virt::nested_paging::{
 use kernel_virt::{GuestPhys, HostPhys};
 use nested::{DirectMap, KernelFrames};
 use sluice_abi::syscall::{MemoryRights, Status};
+use sluice_abi::vcpu::Mtd;
 
 /// Which CPU virtualization the kernel drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +231,16 @@ pub fn destroy_vm(index: u32) {
 /// The flush epoch of VM `index`.
 pub fn epoch(index: u32) -> u64 {
     EPOCHS[index as usize % OBJECTS].load(Ordering::Acquire)
+}
+
+/// Makes vCPU `index`'s exits of `reason` (an `ExitReason` code, or 0 for every reason) carry
+/// `groups` beyond the base state (`vcpu_control(vcpu, VCPU_SET_EXIT_STATE, ..)`).
+pub fn set_exit_state(index: u32, reason: u64, groups: Mtd) -> Result<(), Status> {
+    match backend() {
+        Backend::Svm => svm::set_exit_state(index, reason, groups),
+        Backend::Vmx => vmx::set_exit_state(index, reason, groups),
+        Backend::None => Err(Status::NotImplemented),
+    }
 }
 
 /// Creates vCPU object `index` of VM `vm`.

@@ -15,9 +15,9 @@ use kernel_virt::svm::setup::{configure, ControlSetup};
 use kernel_virt::svm::{
     self as virt_svm, exit_code, SvmFeatures, Vmcb, VmcbField, VmcbSegment, VMCB_SIZE,
 };
-use kernel_virt::{HostPhys, SavedRegisters, BASE_STATE};
+use kernel_virt::{ExitStateTable, HostPhys, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply};
+use sluice_abi::vcpu::{Gpr, Mtd, Reply, MAX_EXIT_WORDS};
 
 /// IA32_EFER and its SVME bit (APM Vol. 2, 15.4), VM_HSAVE_PA (15.30.4).
 const MSR_EFER: u32 = 0xc000_0080;
@@ -53,6 +53,8 @@ struct SvmVcpu {
     vm: u32,
     saved: SavedRegisters,
     tag: VcpuTag,
+    /// The state groups its exits carry, per reason.
+    exit_state: ExitStateTable,
 }
 
 static VCPUS: [SpinLock<Option<SvmVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
@@ -164,8 +166,19 @@ pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
         vm,
         saved: SavedRegisters::default(),
         tag: VcpuTag::new(),
+        exit_state: ExitStateTable::new(),
     });
     Ok(())
+}
+
+/// Makes vCPU `index`'s exits of `reason` carry `groups` beyond the base state
+/// (`kernel_virt::ExitStateTable::set`).
+pub fn set_exit_state(index: u32, reason: u64, groups: Mtd) -> Result<(), Status> {
+    let mut guard = VCPUS[index as usize % OBJECTS].lock();
+    let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
+    vcpu.exit_state
+        .set(reason, groups)
+        .map_err(|_| Status::InvalidArgument)
 }
 
 /// Frees vCPU `index`.
@@ -265,7 +278,14 @@ pub fn run(
             Some(words) => (words, true),
             None => (&mut *output.scratch, false),
         };
-        return match virt_svm::encode_exit(&block, &vcpu.saved, BASE_STATE, features(), out) {
+        // The groups the VMM chose for this reason, when it chose any: one general decode
+        // tells the reason (only for VMMs that asked for more than the base state).
+        let encoded = if vcpu.exit_state.base_only() {
+            virt_svm::encode_exit(&block, &vcpu.saved, BASE_STATE, features(), out)
+        } else {
+            encode_chosen(&block, vcpu, out)
+        };
+        return match encoded {
             Ok(count) if is_direct => {
                 if let Some(direct) = &output.direct {
                     direct.finish(count);
@@ -280,6 +300,23 @@ pub fn run(
             }
         };
     }
+}
+
+/// Encodes the exit in `block` with the state groups the VMM chose for its reason, through the
+/// general decoder (out of line and apart from `encode_exit`, which stays inlined into the loop
+/// with the base state; only VMMs that asked for more pay the decodes).
+#[cold]
+#[inline(never)]
+fn encode_chosen(
+    block: &Vmcb<&mut [u8; VMCB_SIZE]>,
+    vcpu: &SvmVcpu,
+    out: &mut [u64; MAX_EXIT_WORDS],
+) -> Result<usize, kernel_virt::ExitError> {
+    let reason = virt_svm::decode_exit(block, &vcpu.saved, Mtd::empty(), features())?.reason;
+    let requested = vcpu.exit_state.groups(&reason);
+    virt_svm::decode_exit(block, &vcpu.saved, requested, features())?
+        .to_words(out)
+        .map_err(kernel_virt::ExitError::MessageEncoding)
 }
 
 /// Takes interrupts that arrived while the guest ran (they wait with IF=0 after the exit).

@@ -21,9 +21,9 @@ use kernel_virt::vmx::{
     self as virt_vmx, ControlRegisterPolicy, Controls, DesiredControls, GuestSegment, VmcsField,
     VmcsRead, VmxCapabilities,
 };
-use kernel_virt::{SavedRegisters, BASE_STATE};
+use kernel_virt::{ExitStateTable, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
-use sluice_abi::vcpu::{Gpr, Reply};
+use sluice_abi::vcpu::{Gpr, Mtd, Reply, MAX_EXIT_WORDS};
 
 const MSR_FEATURE_CONTROL: u32 = 0x3a;
 /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM Vol. 3C 23.7).
@@ -86,6 +86,8 @@ struct VmxVcpu {
     launched_on: Option<usize>,
     /// The CPU it was set up for (host state and controls are per CPU).
     prepared_on: Option<usize>,
+    /// The state groups its exits carry, per reason.
+    exit_state: ExitStateTable,
 }
 
 static VCPUS: [SpinLock<Option<VmxVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
@@ -237,8 +239,19 @@ pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
         tag: VcpuTag::new(),
         launched_on: None,
         prepared_on: None,
+        exit_state: ExitStateTable::new(),
     });
     Ok(())
+}
+
+/// Makes vCPU `index`'s exits of `reason` carry `groups` beyond the base state
+/// (`kernel_virt::ExitStateTable::set`).
+pub fn set_exit_state(index: u32, reason: u64, groups: Mtd) -> Result<(), Status> {
+    let mut guard = VCPUS[index as usize % OBJECTS].lock();
+    let vcpu = guard.as_mut().ok_or(Status::Aborted)?;
+    vcpu.exit_state
+        .set(reason, groups)
+        .map_err(|_| Status::InvalidArgument)
 }
 
 /// Frees vCPU `index`.
@@ -566,13 +579,20 @@ pub fn run(
             Some(words) => (words, true),
             None => (&mut *output.scratch, false),
         };
-        return match virt_vmx::encode_exit_with(
-            &Current,
-            &vcpu.saved,
-            BASE_STATE,
-            &mut state.exit_fields,
-            out,
-        ) {
+        // The groups the VMM chose for this reason, when it chose any: one general decode
+        // tells the reason (only for VMMs that asked for more than the base state).
+        let encoded = if vcpu.exit_state.base_only() {
+            virt_vmx::encode_exit_with(
+                &Current,
+                &vcpu.saved,
+                BASE_STATE,
+                &mut state.exit_fields,
+                out,
+            )
+        } else {
+            encode_chosen(vcpu, out)
+        };
+        return match encoded {
             Ok(count) if is_direct => {
                 if let Some(direct) = &output.direct {
                     direct.finish(count);
@@ -587,6 +607,22 @@ pub fn run(
             }
         };
     }
+}
+
+/// Encodes the current exit with the state groups the VMM chose for its reason, through the
+/// general decoder (out of line and apart from `encode_exit_with`, which keeps one call site
+/// with the base state; only VMMs that asked for more pay the decodes).
+#[cold]
+#[inline(never)]
+fn encode_chosen(
+    vcpu: &VmxVcpu,
+    out: &mut [u64; MAX_EXIT_WORDS],
+) -> Result<usize, kernel_virt::ExitError> {
+    let reason = virt_vmx::decode_exit(&Current, &vcpu.saved, Mtd::empty())?.reason;
+    let requested = vcpu.exit_state.groups(&reason);
+    virt_vmx::decode_exit(&Current, &vcpu.saved, requested)?
+        .to_words(out)
+        .map_err(kernel_virt::ExitError::MessageEncoding)
 }
 
 /// Whether exit `basic` reaches the VMM as `ExitReason::Preempted`: an external interrupt, the

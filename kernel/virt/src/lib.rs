@@ -12,13 +12,15 @@
 //! - [`nested_paging`]: EPT and NPT builders generic over table memory and a frame source.
 //! - [`asid`]: per-CPU ASID / VPID allocation with generation-based flushes.
 //!
-//! [`state`] and [`error`] hold what both backends share.
+//! [`state`], [`error`] and [`exit_state`] (the state groups each exit reason carries) hold what
+//! both backends share.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod asid;
 pub mod error;
+pub mod exit_state;
 pub mod nested_paging;
 pub mod state;
 pub mod svm;
@@ -29,4 +31,5 @@ mod tests;
 
 pub use address::{GuestPhys, HostPhys};
 pub use error::{ExitError, ReplyError};
+pub use exit_state::{ExitStateError, ExitStateTable};
 pub use state::{ExitHeader, SavedRegisters, BASE_STATE};

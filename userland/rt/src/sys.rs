@@ -408,5 +408,29 @@ pub fn vm_map(
 /// changes), runs the vCPU, and returns when an exit needs the VMM, with the exit message's
 /// words in the UTCB.
 pub fn vcpu_run(vcpu: Selector) -> Result<(), Status> {
-    invoke(Syscall::VcpuControl, [sel(vcpu), 0, 0, 0, 0, 0])
+    invoke(
+        Syscall::VcpuControl,
+        [sel(vcpu), sluice_abi::vcpu::VCPU_RUN, 0, 0, 0, 0],
+    )
+}
+
+/// `vcpu_control(vcpu, set exit state)`: `vcpu`'s later exits of `reason` (an
+/// `ExitReason::code`, or `ALL_EXIT_REASONS`) carry `groups` beyond the state every exit
+/// carries. Needs `RUN`; an unknown reason or group bit is `InvalidArgument`.
+pub fn vcpu_set_exit_state(
+    vcpu: Selector,
+    reason: u64,
+    groups: sluice_abi::vcpu::Mtd,
+) -> Result<(), Status> {
+    invoke(
+        Syscall::VcpuControl,
+        [
+            sel(vcpu),
+            sluice_abi::vcpu::VCPU_SET_EXIT_STATE,
+            reason,
+            groups.bits(),
+            0,
+            0,
+        ],
+    )
 }

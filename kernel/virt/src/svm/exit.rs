@@ -267,7 +267,9 @@ fn pending_event<B: Borrow<[u8; VMCB_SIZE]>>(vmcb: &Vmcb<B>) -> Result<Option<Ev
     )
 }
 
-/// The reason, instruction length and exit code of the exit recorded in `vmcb`.
+/// The reason, instruction length and exit code of the exit recorded in `vmcb` (inlined into the
+/// kernel's fast encoder, which the general decoder's second use would otherwise prevent).
+#[inline(always)]
 fn decode_header<B: Borrow<[u8; VMCB_SIZE]>>(
     vmcb: &Vmcb<B>,
     saved: &SavedRegisters,
