@@ -187,7 +187,8 @@ pub const DMA_TEST_QUOTA: Quota = Quota {
     mappings: 16,
 };
 
-/// Kernel-memory quota of a misbehaving test program (it creates nothing).
+/// Kernel-memory quota of a misbehaving test program: mode 7 creates a VM and two vCPUs (3
+/// objects of 8 KiB, `object_bytes` in kernel/objects); the other modes create nothing.
 pub const MISBEHAVE_QUOTA: Quota = Quota {
     bytes: 64 * 1024,
     objects: 4,

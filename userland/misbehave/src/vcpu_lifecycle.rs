@@ -11,9 +11,12 @@
 //!
 //! The two vCPUs are told apart by their state: no guest memory is mapped, so every run ends in
 //! a memory fault on the first instruction fetch (`MemoryFault`, access `Execute`). A new vCPU
-//! fetches at the reset vector (guest-physical 0xfffffff0, RIP 0xfff0, AMD APM Vol. 2 14.1.5,
-//! Intel SDM Vol. 3A 10.1.4); the first one is moved by a reply to 0000:a000 and from then on
-//! faults at 0xa000.
+//! fetches at the reset vector (guest-physical 0xfffffff0: CS base 0xffff0000 + RIP 0xfff0,
+//! Intel SDM Vol. 3A 10.1.4 "First Instruction Executed", the state `create_vcpu` gives both
+//! backends); the first one is moved by a reply to 0000:a000 and from then on faults at 0xa000.
+//! On QEMU (SVM with nested paging) the fault is exit code 0x400 (NPF) with EXITINFO1 bit 4
+//! (instruction fetch) set, which the kernel reports as `MemoryFault` / `Execute`; with EPT it
+//! is an EPT violation with its instruction-fetch qualification bit.
 //!
 //! | step | what | must hold |
 //! |---|---|---|
