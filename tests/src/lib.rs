@@ -126,6 +126,15 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "misbehave: io_allow of port 0x80 accepted",
             "misbehave: wrote port 0x80; reading port 0x60, which was not granted",
             "sluice: fault: domain misbeh-5 thread",
+            // Mode 7: a vCPU run, its capability changed, run again after each change; every
+            // run must give what the capability then held (the kernel's per-CPU run-lookup
+            // cache must never serve a stale lookup).
+            "misbehave: vcpu step 1 passed: selector 11 ran twice in a row",
+            "misbehave: vcpu step 2 passed: the copy without RUN (selector 12) was refused MissingRight",
+            "misbehave: vcpu step 3 passed: after delete, selector 11 was refused EmptySlot twice",
+            "misbehave: vcpu step 4 passed: the new vCPU at selector 11 ran from the reset vector twice",
+            "misbehave: vcpu step 5 passed: with the VM's capability revoked the vCPU still ran",
+            "init: misbehave mode 7 reported: vcpu capability lifecycle: all 5 steps passed",
             "init: misbehaving program: 4 faults reported, system still running",
             "init: system up: 3 servers ready",
             // The spinner keeps CPU 1 in user mode: teardowns on CPU 0 must wait for its flush.

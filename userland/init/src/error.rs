@@ -101,6 +101,9 @@ pub enum InitError {
     GuestsFailed { failed: u64 },
     /// The misbehaving program reported other errors than the kernel must give.
     MisbehaveReport { empty_slot: u64, wrong_type: u64 },
+    /// Misbehave mode 7 (the vCPU capability lifecycle) did not pass every step: `passed` and
+    /// `failed` are its report's step masks (bit `n - 1` = step `n`).
+    MisbehaveLifecycle { passed: u64, failed: u64 },
 }
 
 impl InitError {
@@ -119,7 +122,30 @@ impl InitError {
             Self::UnexpectedFault { .. } => 11,
             Self::MisbehaveReport { .. } => 12,
             Self::GuestsFailed { .. } => 13,
+            Self::MisbehaveLifecycle { .. } => 14,
         }
+    }
+}
+
+/// The steps whose bits are set in a misbehave report word, as `1, 2, 5` (bit `n - 1` = step
+/// `n`), or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepList(pub u64);
+
+impl fmt::Display for StepList {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return formatter.write_str("none");
+        }
+        let mut separator = "";
+        for step in (0..64)
+            .filter(|bit| self.0 & (1 << bit) != 0)
+            .map(|bit| bit + 1)
+        {
+            write!(formatter, "{separator}{step}")?;
+            separator = ", ";
+        }
+        Ok(())
     }
 }
 
@@ -170,6 +196,12 @@ impl fmt::Display for InitError {
                 "misbehave mode 1 saw '{}' and '{}' instead of an empty-slot and a wrong-type error",
                 status_name(*empty_slot),
                 status_name(*wrong_type)
+            ),
+            Self::MisbehaveLifecycle { passed, failed } => write!(
+                formatter,
+                "misbehave mode 7 (vcpu capability lifecycle) did not pass every step: passed {}, failed {}",
+                StepList(*passed),
+                StepList(*failed)
             ),
         }
     }

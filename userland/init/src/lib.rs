@@ -7,7 +7,8 @@
 //! 4. load the iommu-, pci- and vmm-server, in that order, each from its ELF boot module into a
 //!    domain of its own with exactly the capabilities [`programs`] lists ([`loader`]);
 //! 5. serve the parent portal ([`service`]) until every server said `READY` (and, with the
-//!    kernel flag `init.misbehave`, misbehave mode 1 reported and modes 2-4 faulted);
+//!    kernel flag `init.misbehave`, misbehave mode 1 reported, modes 2-5 faulted and mode 7,
+//!    the vCPU capability lifecycle, reported every step passed);
 //! 6. log `init: system up: 3 servers ready` and power off with code 0.
 //!
 //! Every failure is logged with the kernel's `Status` name and powers off with a non-zero code

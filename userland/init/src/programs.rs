@@ -58,7 +58,8 @@ pub mod number {
     pub const IOMMU_SERVER: u64 = 1;
     pub const PCI_SERVER: u64 = 2;
     pub const VMM_SERVER: u64 = 3;
-    /// Misbehave mode `m` (1..=4) is child `MISBEHAVE_BASE + m`.
+    /// Misbehave mode `m` (1..=5 and 7) is child `MISBEHAVE_BASE + m` (mode 6 is the
+    /// [`SPINNER`]).
     pub const MISBEHAVE_BASE: u64 = 3;
     /// vmm-servers of guests after the first: `VMM_EXTRA_BASE + n`.
     pub const VMM_EXTRA_BASE: u64 = 32;
@@ -186,7 +187,8 @@ pub const DMA_TEST_QUOTA: Quota = Quota {
     mappings: 16,
 };
 
-/// Kernel-memory quota of a misbehaving test program (it creates nothing).
+/// Kernel-memory quota of a misbehaving test program: mode 7 creates a VM and two vCPUs (3
+/// objects of 8 KiB, `object_bytes` in kernel/objects); the other modes create nothing.
 pub const MISBEHAVE_QUOTA: Quota = Quota {
     bytes: 64 * 1024,
     objects: 4,
@@ -654,13 +656,16 @@ pub fn vmm_server(
     spec
 }
 
-/// Domain names of the misbehave runs, by mode.
-const MISBEHAVE_NAMES: [&str; 5] = ["misbeh-1", "misbeh-2", "misbeh-3", "misbeh-4", "misbeh-5"];
+/// Domain names of the misbehave runs, by mode (mode 6 runs as the [`spinner`]).
+const MISBEHAVE_NAMES: [&str; 7] = [
+    "misbeh-1", "misbeh-2", "misbeh-3", "misbeh-4", "misbeh-5", "misbeh-6", "misbeh-7",
+];
 
 /// The port misbehave mode 5 is given (0x80, the POST diagnostic port: writes are harmless).
 pub const MISBEHAVE_PORT: u16 = 0x80;
 
-/// Misbehave in `mode` (1..=4; other modes get the last name): argument 0 = the mode.
+/// Misbehave in `mode` (1..=5 or 7; other modes are named `misbeh-x`): argument 0 = the
+/// mode. Mode 7 creates a VM and two vCPUs from its own quota.
 pub fn misbehave(mode: u64) -> ProgramSpec {
     let index = usize::try_from(mode.saturating_sub(1)).unwrap_or(usize::MAX);
     let domain_name = MISBEHAVE_NAMES.get(index).copied().unwrap_or("misbeh-x");

@@ -3,16 +3,18 @@
 //!
 //! Without the `init.misbehave` flag: `READY` from the iommu-, pci- and vmm-server (any order)
 //! finishes. With it, once the servers are ready init starts misbehave mode 1, waits for its
-//! `REPORT`, then starts modes 2, 3 and 4 one at a time, each after the previous fault arrived
-//! (the fault notification has one bit, so faults are counted one at a time). A fault outside
-//! that sequence, or a report with other errors than the ABI prescribes, fails the boot.
+//! `REPORT`, then starts modes 2, 3, 4 and 5 one at a time, each after the previous fault
+//! arrived (the fault notification has one bit, so faults are counted one at a time), then mode
+//! 7 (the vCPU capability lifecycle) and waits for its `REPORT`. A fault outside that sequence,
+//! a mode 1 report with other errors than the ABI prescribes, or a mode 7 report with a step
+//! not passed ([`lifecycle_verdict`]) fails the boot.
 //! Requests from the wrong child, repeated or malformed requests are refused and logged.
 
 use sluice_abi::syscall::Status;
 use sluice_rt::message::Message;
 use sluice_rt::protocol::{self, Refusal, Request};
 
-use crate::error::InitError;
+use crate::error::{InitError, StepList};
 use crate::programs::number;
 
 /// The portal id of init's fault watcher (no child has this number).
@@ -25,8 +27,19 @@ pub const SERVERS: [(u64, &str); 3] = [
     (number::VMM_SERVER, "vmm-server"),
 ];
 
-/// The last misbehave mode.
+/// The last misbehave mode that faults on purpose.
 pub const LAST_MISBEHAVE_MODE: u64 = 5;
+/// The misbehave mode that checks the vCPU capability lifecycle, started after the faulting
+/// modes; it reports instead of faulting.
+pub const VCPU_LIFECYCLE_MODE: u64 = 7;
+/// Mode 7's steps (`userland/misbehave/src/vcpu_lifecycle.rs`): its report's first word has bit
+/// `n - 1` set for each step `n` that passed, its second word for each that failed.
+pub const VCPU_LIFECYCLE_STEPS: u32 = 5;
+/// Every step's bit: the first word of a report in which all passed.
+pub const VCPU_LIFECYCLE_ALL_STEPS: u64 = (1 << VCPU_LIFECYCLE_STEPS) - 1;
+/// Mode 7's second word when nothing could run: `create_vm` was refused `NotImplemented` (the
+/// kernel has no virtualization backend).
+pub const VCPU_LIFECYCLE_NO_VIRTUALIZATION: u64 = 1 << 63;
 
 /// What init does after answering a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +59,10 @@ enum Phase {
     Servers,
     /// Everything else is done; waiting for the guests to end.
     Guests,
-    AwaitReport,
+    /// Waiting for misbehave `mode`'s report.
+    AwaitReport {
+        mode: u64,
+    },
     AwaitFault {
         mode: u64,
     },
@@ -75,6 +91,28 @@ pub fn report_is_expected(empty_slot: u64, wrong_type: u64) -> bool {
         .iter()
         .any(|s| s.as_raw() == empty_slot);
     empty_ok && wrong_type == Status::WrongType.as_raw()
+}
+
+/// What misbehave mode 7's report says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifecycleVerdict {
+    /// Every step passed and none failed.
+    Passed,
+    /// Nothing ran: the kernel has no virtualization backend (accepted: there is nothing to
+    /// check on such a machine; the QEMU boot test requires [`LifecycleVerdict::Passed`]).
+    NotRun,
+    /// Anything else: a step failed, or a report that passed fewer steps than there are.
+    Failed,
+}
+
+/// Judges mode 7's report words (`passed`, `failed`): only exactly every step passed and none
+/// failed, or exactly [`VCPU_LIFECYCLE_NO_VIRTUALIZATION`] with nothing passed, is accepted.
+pub fn lifecycle_verdict(passed: u64, failed: u64) -> LifecycleVerdict {
+    match (passed, failed) {
+        (VCPU_LIFECYCLE_ALL_STEPS, 0) => LifecycleVerdict::Passed,
+        (0, VCPU_LIFECYCLE_NO_VIRTUALIZATION) => LifecycleVerdict::NotRun,
+        _ => LifecycleVerdict::Failed,
+    }
 }
 
 impl Service {
@@ -183,8 +221,20 @@ impl Service {
                     first,
                     second,
                 },
-                Phase::AwaitReport,
+                Phase::AwaitReport { mode: 1 },
             ) if portal_id == number::MISBEHAVE_BASE + 1 => self.report(first, second),
+            (
+                Request::Report {
+                    mode: VCPU_LIFECYCLE_MODE,
+                    first,
+                    second,
+                },
+                Phase::AwaitReport {
+                    mode: VCPU_LIFECYCLE_MODE,
+                },
+            ) if portal_id == number::MISBEHAVE_BASE + VCPU_LIFECYCLE_MODE => {
+                self.lifecycle_report(first, second)
+            }
             (Request::Fault { .. }, Phase::AwaitFault { mode }) if portal_id == FAULT_PORTAL_ID => {
                 self.faults += 1;
                 sluice_rt::log!(
@@ -192,7 +242,12 @@ impl Service {
                     self.faults
                 );
                 let next = if mode >= LAST_MISBEHAVE_MODE {
-                    self.after_servers_and_tests()
+                    self.phase = Phase::AwaitReport {
+                        mode: VCPU_LIFECYCLE_MODE,
+                    };
+                    Next::StartMisbehave {
+                        mode: VCPU_LIFECYCLE_MODE,
+                    }
                 } else {
                     self.phase = Phase::AwaitFault { mode: mode + 1 };
                     Next::StartMisbehave { mode: mode + 1 }
@@ -226,7 +281,7 @@ impl Service {
             return (protocol::success(&[]), Next::Continue);
         }
         let next = if self.misbehave {
-            self.phase = Phase::AwaitReport;
+            self.phase = Phase::AwaitReport { mode: 1 };
             Next::StartMisbehave { mode: 1 }
         } else {
             self.after_servers_and_tests()
@@ -252,5 +307,29 @@ impl Service {
         }
         self.phase = Phase::AwaitFault { mode: 2 };
         (protocol::success(&[]), Next::StartMisbehave { mode: 2 })
+    }
+
+    fn lifecycle_report(&mut self, passed: u64, failed: u64) -> (Message, Next) {
+        let verdict = lifecycle_verdict(passed, failed);
+        match verdict {
+            LifecycleVerdict::Passed => sluice_rt::log!(
+                "init: misbehave mode 7 reported: vcpu capability lifecycle: all {VCPU_LIFECYCLE_STEPS} steps passed"
+            ),
+            LifecycleVerdict::NotRun => sluice_rt::log!(
+                "init: misbehave mode 7 reported: vcpu capability lifecycle not run: the kernel has no virtualization backend"
+            ),
+            LifecycleVerdict::Failed => sluice_rt::log!(
+                "init: misbehave mode 7 reported: vcpu capability lifecycle: steps passed: {}; failed: {}",
+                StepList(passed),
+                StepList(failed)
+            ),
+        }
+        if verdict == LifecycleVerdict::Failed {
+            return (
+                protocol::success(&[]),
+                Next::Failed(InitError::MisbehaveLifecycle { passed, failed }),
+            );
+        }
+        (protocol::success(&[]), self.after_servers_and_tests())
     }
 }

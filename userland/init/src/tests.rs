@@ -9,7 +9,7 @@ use sluice_rt::protocol::Request;
 
 use crate::fake::{Object, INIT_DOMAIN, INIT_THREAD};
 use crate::layout::{CHILD_STACK_SIZE, CHILD_STACK_TOP, CHILD_UTCB};
-use crate::service::FAULT_PORTAL_ID;
+use crate::service::{FAULT_PORTAL_ID, VCPU_LIFECYCLE_ALL_STEPS};
 
 mod fixture;
 mod loading;
@@ -216,7 +216,7 @@ fn with_two_cpus_misbehave_keeps_cpu_1_busy_with_a_lowest_priority_spinner() {
 }
 
 #[test]
-fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
+fn misbehave_runs_six_modes_one_at_a_time_and_counts_four_faults() {
     let mut fixture = Fixture::new();
     fixture.set_cmdline("exit=qemu init.misbehave");
     let mut kernel = fixture.kernel();
@@ -230,9 +230,14 @@ fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
     for _ in 0..4 {
         kernel.push_request(FAULT_PORTAL_ID, Request::Fault { bits: 1 }.encode());
     }
+    kernel.push_request(10, lifecycle_report(VCPU_LIFECYCLE_ALL_STEPS, 0));
     let (code, log) = run(&mut kernel, &fixture);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("init: misbehave mode 1 reported: empty selector -> capability selector names an empty slot, wrong type -> capability names an object of the wrong type"));
+    assert!(log
+        .lines()
+        .any(|l| l
+            == "init: misbehave mode 7 reported: vcpu capability lifecycle: all 5 steps passed"));
     assert!(log.lines().any(|l| l == "init: system up: 3 servers ready"));
     assert!(log
         .lines()
@@ -261,9 +266,10 @@ fn misbehave_runs_five_modes_one_at_a_time_and_counts_four_faults() {
             (name("misbeh-3"), 6),
             (name("misbeh-4"), 7),
             (name("misbeh-5"), 8),
+            (name("misbeh-7"), 9),
         ]
     );
-    for mode in 1..=5u64 {
+    for mode in [1, 2, 3, 4, 5, 7u64] {
         let domain = kernel.domain_named(&format!("misbeh-{mode}")).unwrap();
         let table = kernel.table(domain);
         let expected: &[u32] = if mode == 5 { &[0, 1, 2, 3] } else { &[0, 1, 2] };
@@ -326,6 +332,60 @@ fn a_wrong_misbehave_report_fails_the_boot() {
     let (code, log) = run(&mut kernel, &fixture);
     assert_eq!(code, 12, "{log}");
     assert!(kernel.domain_named("misbeh-2").is_none());
+}
+
+/// Misbehave mode 7's report with step masks `passed` and `failed`.
+fn lifecycle_report(passed: u64, failed: u64) -> Message {
+    Request::Report {
+        mode: 7,
+        first: passed,
+        second: failed,
+    }
+    .encode()
+}
+
+/// Boots with `init.misbehave`, modes 1-5 doing what they must, and mode 7 reporting
+/// `passed`, `failed`.
+fn boot_with_lifecycle_report(passed: u64, failed: u64) -> (u32, String) {
+    let mut fixture = Fixture::new();
+    fixture.set_cmdline("init.misbehave");
+    let mut kernel = fixture.kernel();
+    servers_ready(&mut kernel);
+    let report = Request::Report {
+        mode: 1,
+        first: Status::EmptySlot.as_raw(),
+        second: Status::WrongType.as_raw(),
+    };
+    kernel.push_request(4, report.encode());
+    for _ in 0..4 {
+        kernel.push_request(FAULT_PORTAL_ID, Request::Fault { bits: 1 }.encode());
+    }
+    kernel.push_request(10, lifecycle_report(passed, failed));
+    let result = run(&mut kernel, &fixture);
+    assert_eq!(kernel.shutdown_code, Some(result.0));
+    result
+}
+
+#[test]
+fn a_failed_vcpu_lifecycle_step_fails_the_boot() {
+    let (code, log) = boot_with_lifecycle_report(0b00011, 0b00100);
+    assert_eq!(code, 14, "{log}");
+    assert!(log.contains("init: misbehave mode 7 reported: vcpu capability lifecycle: steps passed: 1, 2; failed: 3"), "{log}");
+    assert!(log.contains("init: error: misbehave mode 7 (vcpu capability lifecycle) did not pass every step: passed 1, 2, failed 3"), "{log}");
+    assert!(!log.contains("system up"), "{log}");
+    // Fewer steps than there are, with none failed, is no pass either; nor are extra bits.
+    for (passed, failed) in [(0b01111, 0), (0, 0), (0b111111, 0), (0b11111, 1 << 63)] {
+        let (code, log) = boot_with_lifecycle_report(passed, failed);
+        assert_eq!(code, 14, "{passed:#b} {failed:#x}: {log}");
+    }
+}
+
+#[test]
+fn a_kernel_without_virtualization_lets_mode_7_report_not_run() {
+    let (code, log) = boot_with_lifecycle_report(0, 1 << 63);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("init: misbehave mode 7 reported: vcpu capability lifecycle not run: the kernel has no virtualization backend"), "{log}");
+    assert!(log.lines().any(|l| l == "init: system up: 3 servers ready"));
 }
 
 #[test]

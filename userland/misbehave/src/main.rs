@@ -12,8 +12,10 @@
 //! | 4 | `cli` then `hlt` in ring 3 (Intel SDM Vol. 3A 2.8, 6.15: #GP when CPL > IOPL / CPL != 0) | general-protection fault |
 //! | 5 | `io_allow` of its one granted port, a write to it, then a read of a port it was not given | the write works; #GP on the read |
 //! | 6 | spins in user mode forever (init runs it on CPU 1 at the lowest priority with two or more CPUs) | TLB shootdowns from CPU 0 interrupt it and wait for its flush (`sluice: tlb shootdown: waited for CPU 1`) |
+//! | 7 | the vCPU capability lifecycle ([`vcpu_lifecycle`]): runs a vCPU of its own VM, changes the capability behind the selector (copy without `RUN`, delete, a new vCPU, the VM's capability revoked) and runs after each change | every run gives exactly the exit or refusal the current capability implies; the steps passed and failed are reported to init (`REPORT`, mode 7), then the thread exits |
 //!
-//! Capabilities: 0 = its own domain, 1 = its own thread, 2 = init's portal (`CALL`).
+//! Capabilities: 0 = its own domain, 1 = its own thread, 2 = init's portal (`CALL`). Mode 7
+//! creates its VM and vCPUs at 10-13 (from its own quota).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use sluice_rt::abi::boot::{selector, PARENT_PORTAL};
@@ -23,6 +25,8 @@ use sluice_rt::message::Message;
 use sluice_rt::protocol::{self, Request};
 use sluice_rt::start::Startup;
 use sluice_rt::utcb::MessageBuffer;
+
+mod vcpu_lifecycle;
 
 /// A selector no one filled in this program's table (init delegates only 0..=2).
 const EMPTY_SELECTOR: Selector = Selector(40);
@@ -52,6 +56,7 @@ fn run(startup: Startup) {
         Some(4) => privileged_instruction(),
         Some(5) => port_access(),
         Some(6) => spin(),
+        Some(vcpu_lifecycle::MODE) => vcpu_lifecycle::vcpu_lifecycle(),
         _ => log!("misbehave: unknown mode, exiting"),
     }
 }
@@ -93,13 +98,18 @@ fn bad_capabilities() {
         "misbehave: call on a domain capability: {:?} ({wrong_text})",
         Status::from_raw(wrong)
     );
+    report(&mut buffer, 1, empty, wrong);
+}
+
+/// Sends init the `REPORT` of `mode` with its two result words.
+fn report(buffer: &mut MessageBuffer, mode: u64, first: u64, second: u64) {
     let report = Request::Report {
-        mode: 1,
-        first: empty,
-        second: wrong,
+        mode,
+        first,
+        second,
     };
-    match protocol::request(&mut buffer, Selector(PARENT_PORTAL), report, 0) {
-        Ok(_) => log!("misbehave: mode 1 reported, exiting"),
+    match protocol::request(buffer, Selector(PARENT_PORTAL), report, 0) {
+        Ok(_) => log!("misbehave: mode {mode} reported, exiting"),
         Err(error) => log!("misbehave: report to init failed: {error}"),
     }
 }

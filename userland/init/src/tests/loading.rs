@@ -273,6 +273,15 @@ fn ram_carves_never_overlap_and_stay_inside_their_capability() {
             sluice_rt::protocol::Request::Fault { bits: 1 }.encode(),
         );
     }
+    kernel.push_request(
+        10,
+        sluice_rt::protocol::Request::Report {
+            mode: 7,
+            first: crate::service::VCPU_LIFECYCLE_ALL_STEPS,
+            second: 0,
+        }
+        .encode(),
+    );
     let (code, log) = run(&mut kernel, &fixture);
     assert_eq!(code, 0, "{log}");
     let mut carves: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
@@ -303,14 +312,14 @@ fn ram_carves_never_overlap_and_stay_inside_their_capability() {
             }
         }
     }
-    // 9 programs (3 servers, 5 misbehave runs, the spinner on CPU 1) x (segments of 2 + 1 + 4 pages, 16 KiB stack + UTCB) + the watcher's 12 KiB
+    // 10 programs (3 servers, 6 misbehave runs, the spinner on CPU 1) x (segments of 2 + 1 + 4 pages, 16 KiB stack + UTCB) + the watcher's 12 KiB
     // + the guest's 2 MiB; the iommu- and pci-server's stacks are 1 MiB, and the iommu-server
     // gets 256 KiB for its tables and 20 KiB for its fault watcher.
     let larger_stacks = 2 * (SERVER_STACK_SIZE - CHILD_STACK_SIZE);
     let iommu_memory = 256 * 1024 + 20 * 1024;
     assert_eq!(
         total,
-        9 * (7 * 4096 + 20 * 1024) + 12 * 1024 + (2 << 20) + larger_stacks + iommu_memory
+        10 * (7 * 4096 + 20 * 1024) + 12 * 1024 + (2 << 20) + larger_stacks + iommu_memory
     );
     assert!(log.contains(&format!("init: RAM carved: {} KiB", total / 1024)));
 }

@@ -5,9 +5,12 @@ use sluice_abi::syscall::Status;
 use sluice_rt::message::Message;
 use sluice_rt::protocol::{check_reply, CallError, Refusal, Request};
 
-use crate::error::InitError;
+use crate::error::{InitError, StepList};
 use crate::kernel::OwnMappings;
-use crate::service::{report_is_expected, Next, Service, FAULT_PORTAL_ID};
+use crate::service::{
+    lifecycle_verdict, report_is_expected, LifecycleVerdict, Next, Service, FAULT_PORTAL_ID,
+    VCPU_LIFECYCLE_ALL_STEPS, VCPU_LIFECYCLE_NO_VIRTUALIZATION,
+};
 use sluice_abi::syscall::{MemoryRights, Selector};
 
 fn refused(reply: &Message) -> Option<Refusal> {
@@ -122,8 +125,55 @@ fn misbehave_is_driven_one_mode_at_a_time() {
         service.handle(FAULT_PORTAL_ID, &fault).1,
         Next::StartMisbehave { mode: 5 }
     );
-    assert_eq!(service.handle(FAULT_PORTAL_ID, &fault).1, Next::Finished);
+    let lifecycle = |passed, failed| {
+        Request::Report {
+            mode: 7,
+            first: passed,
+            second: failed,
+        }
+        .encode()
+    };
+    let passed = lifecycle(VCPU_LIFECYCLE_ALL_STEPS, 0);
+    // Mode 7's report before mode 7 runs is not taken.
+    assert_eq!(
+        refused(&service.handle(10, &passed).0),
+        Some(Refusal::NotExpected)
+    );
+    assert_eq!(
+        service.handle(FAULT_PORTAL_ID, &fault).1,
+        Next::StartMisbehave { mode: 7 }
+    );
     assert_eq!(service.faults(), 4);
+    // Mode 7 reports; it must not fault.
+    let mut faulted = service.clone();
+    assert_eq!(
+        faulted.handle(FAULT_PORTAL_ID, &fault).1,
+        Next::Failed(InitError::UnexpectedFault { bits: 1 })
+    );
+    // Only from mode 7's portal (child 10), and only as mode 7.
+    assert_eq!(
+        refused(&service.handle(4, &passed).0),
+        Some(Refusal::NotExpected)
+    );
+    let as_mode_1 = Request::Report {
+        mode: 1,
+        first: 3,
+        second: 5,
+    }
+    .encode();
+    assert_eq!(
+        refused(&service.handle(10, &as_mode_1).0),
+        Some(Refusal::NotExpected)
+    );
+    let mut failing = service.clone();
+    assert_eq!(
+        failing.handle(10, &lifecycle(0b1, 0b10)).1,
+        Next::Failed(InitError::MisbehaveLifecycle {
+            passed: 0b1,
+            failed: 0b10
+        })
+    );
+    assert_eq!(service.handle(10, &passed).1, Next::Finished);
     // After the end, nothing more is expected.
     assert_eq!(
         service.handle(FAULT_PORTAL_ID, &fault).1,
@@ -178,4 +228,39 @@ fn own_memory_access_is_limited_to_inits_own_mappings() {
     assert!(mappings.covering(u64::MAX, 2, false).is_err(), "wraps");
     mappings.record_unmap(own, 0x1000, 0x2000);
     assert!(mappings.covering(0x1000, 0x10, false).is_err());
+}
+
+#[test]
+fn the_lifecycle_report_passes_only_with_every_step_passed() {
+    assert_eq!(
+        lifecycle_verdict(VCPU_LIFECYCLE_ALL_STEPS, 0),
+        LifecycleVerdict::Passed
+    );
+    assert_eq!(
+        lifecycle_verdict(0, VCPU_LIFECYCLE_NO_VIRTUALIZATION),
+        LifecycleVerdict::NotRun
+    );
+    for (passed, failed) in [
+        (0, 0),
+        (VCPU_LIFECYCLE_ALL_STEPS >> 1, 0),
+        (VCPU_LIFECYCLE_ALL_STEPS, 1),
+        (VCPU_LIFECYCLE_ALL_STEPS << 1 | 1, 0),
+        (1, VCPU_LIFECYCLE_NO_VIRTUALIZATION),
+        (0, VCPU_LIFECYCLE_NO_VIRTUALIZATION | 1),
+        (u64::MAX, 0),
+    ] {
+        assert_eq!(
+            lifecycle_verdict(passed, failed),
+            LifecycleVerdict::Failed,
+            "{passed:#x} {failed:#x}"
+        );
+    }
+    assert_eq!(VCPU_LIFECYCLE_ALL_STEPS, 0b11111);
+}
+
+#[test]
+fn step_lists_name_each_step_by_number() {
+    assert_eq!(StepList(0).to_string(), "none");
+    assert_eq!(StepList(0b10101).to_string(), "1, 3, 5");
+    assert_eq!(StepList(1 << 63).to_string(), "64");
 }
