@@ -134,7 +134,8 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "misbehave: vcpu step 3 passed: after delete, selector 11 was refused EmptySlot twice",
             "misbehave: vcpu step 4 passed: the new vCPU at selector 11 ran from the reset vector twice",
             "misbehave: vcpu step 5 passed: with the VM's capability revoked the vCPU still ran",
-            "init: misbehave mode 7 reported: vcpu capability lifecycle: all 5 steps passed",
+            "misbehave: vcpu step 6 passed: exit state per reason",
+            "init: misbehave mode 7 reported: vcpu capability lifecycle: all 6 steps passed",
             "init: misbehaving program: 4 faults reported, system still running",
             "init: system up: 3 servers ready",
             // The spinner keeps CPU 1 in user mode: teardowns on CPU 0 must wait for its flush.
@@ -158,6 +159,26 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "[probe] probe: ok timer",
             "[probe] probe: all checks passed",
             "init: guest 0 passed",
+        ],
+        timeout_secs: 240,
+    },
+    BootTest {
+        // The vCPU paths of misbehave mode 7 (the reused run lookups, the exit state per
+        // reason) on VMX: the lifecycle steps must pass there as on SVM.
+        name: "bochs-vmx-vcpu-lifecycle",
+        emulator: Emulator::Bochs,
+        system: None,
+        cmdline: "init.misbehave",
+        expect: Expect::CleanShutdown,
+        cpus: None,
+        markers: &[
+            "sluice: cpu GenuineIntel vmx ept vpid ug",
+            "misbehave: vcpu step 1 passed: selector 11 ran twice in a row",
+            "misbehave: vcpu step 3 passed: after delete, selector 11 was refused EmptySlot twice",
+            "misbehave: vcpu step 4 passed: the new vCPU at selector 11 ran from the reset vector twice",
+            "misbehave: vcpu step 6 passed: exit state per reason",
+            "init: misbehave mode 7 reported: vcpu capability lifecycle: all 6 steps passed",
+            "init: system up: 3 servers ready",
         ],
         timeout_secs: 240,
     },

@@ -34,7 +34,7 @@ pub const LAST_MISBEHAVE_MODE: u64 = 5;
 pub const VCPU_LIFECYCLE_MODE: u64 = 7;
 /// Mode 7's steps (`userland/misbehave/src/vcpu_lifecycle.rs`): its report's first word has bit
 /// `n - 1` set for each step `n` that passed, its second word for each that failed.
-pub const VCPU_LIFECYCLE_STEPS: u32 = 5;
+pub const VCPU_LIFECYCLE_STEPS: u32 = 6;
 /// Every step's bit: the first word of a report in which all passed.
 pub const VCPU_LIFECYCLE_ALL_STEPS: u64 = (1 << VCPU_LIFECYCLE_STEPS) - 1;
 /// Mode 7's second word when nothing could run: `create_vm` was refused `NotImplemented` (the

@@ -237,7 +237,7 @@ fn misbehave_runs_six_modes_one_at_a_time_and_counts_four_faults() {
     assert!(log
         .lines()
         .any(|l| l
-            == "init: misbehave mode 7 reported: vcpu capability lifecycle: all 5 steps passed"));
+            == "init: misbehave mode 7 reported: vcpu capability lifecycle: all 6 steps passed"));
     assert!(log.lines().any(|l| l == "init: system up: 3 servers ready"));
     assert!(log
         .lines()
@@ -374,7 +374,12 @@ fn a_failed_vcpu_lifecycle_step_fails_the_boot() {
     assert!(log.contains("init: error: misbehave mode 7 (vcpu capability lifecycle) did not pass every step: passed 1, 2, failed 3"), "{log}");
     assert!(!log.contains("system up"), "{log}");
     // Fewer steps than there are, with none failed, is no pass either; nor are extra bits.
-    for (passed, failed) in [(0b01111, 0), (0, 0), (0b111111, 0), (0b11111, 1 << 63)] {
+    for (passed, failed) in [
+        (0b01_1111, 0),
+        (0, 0),
+        (0b111_1111, 0),
+        (0b11_1111, 1 << 63),
+    ] {
         let (code, log) = boot_with_lifecycle_report(passed, failed);
         assert_eq!(code, 14, "{passed:#b} {failed:#x}: {log}");
     }

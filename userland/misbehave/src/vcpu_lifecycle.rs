@@ -25,6 +25,7 @@
 //! | 3 | run; `delete` [`VCPU`]; run it twice; run the copy | 0xa000; `EmptySlot` twice; `MissingRight` (the old vCPU lives on through the copy, so a stale lookup would run it) |
 //! | 4 | `create_vcpu` at [`VCPU`] again; run it twice | the reset vector both times: the new vCPU, not the old one's 0xa000 |
 //! | 5 | run; `revoke` the VM's capability including itself; run; `create_vcpu` from [`VM`]; delete both vCPU capabilities | reset vector; the vCPU still runs (reset vector: a vCPU keeps its VM alive); `EmptySlot`; both deletes succeed |
+//! | 6 | a new VM and vCPU; run; choose the exit state per reason (`vcpu_control(vcpu, VCPU_SET_EXIT_STATE, ..)`) and run after each choice; two malformed choices | the base groups; every group for memory faults; a CPUID choice leaves memory faults at the base; descriptor tables for every reason add exactly that group; an unknown reason and an unknown group bit are refused `InvalidArgument` and change nothing |
 //!
 //! A failed step ends the sequence (the later ones depend on it). The result goes to init as
 //! `REPORT` (mode 7): the first word has bit `n - 1` set for each step `n` that passed, the
@@ -34,10 +35,10 @@
 
 use core::fmt;
 
-use sluice_rt::abi::syscall::{Selector, Status, VcpuRights};
+use sluice_rt::abi::syscall::{Selector, Status, Syscall, VcpuRights};
 use sluice_rt::abi::vcpu::{
     DecodeError, ExitMessage, ExitReason, GuestPhys, MemoryAccess, Mtd, Reply, Segment,
-    SegmentAttributes, VcpuState,
+    SegmentAttributes, VcpuState, ALL_EXIT_REASONS, MAX_EXIT_REASON_CODE, VCPU_SET_EXIT_STATE,
 };
 use sluice_rt::log;
 use sluice_rt::sys;
@@ -46,7 +47,7 @@ use sluice_rt::utcb::MessageBuffer;
 /// This mode's number (argument word 0, and the `REPORT`'s mode).
 pub const MODE: u64 = 7;
 /// The number of steps; their bits in the report are `(1 << STEPS) - 1`.
-pub const STEPS: u32 = 5;
+pub const STEPS: u32 = 6;
 /// In the report's second word: nothing ran, the kernel has no virtualization backend.
 pub const NO_VIRTUALIZATION: u64 = 1 << 63;
 
@@ -177,6 +178,14 @@ pub enum Failure {
     /// `create_vm` was refused `NotImplemented`: the kernel has no virtualization backend,
     /// so no step can run.
     NoVirtualization,
+    /// A run of `run` carried the state groups `got` instead of `expected` (raw `Mtd` bits).
+    Groups {
+        run: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    /// A run of `run` gave no exit message at all.
+    NoExit { run: &'static str, got: Outcome },
 }
 
 impl fmt::Display for Failure {
@@ -202,6 +211,11 @@ impl fmt::Display for Failure {
             Failure::NoVirtualization => {
                 f.write_str("create_vm: NotImplemented: the kernel has no virtualization backend")
             }
+            Failure::Groups { run, expected, got } => write!(
+                f,
+                "{run}: the exit carried state groups {got:#x}, expected {expected:#x}"
+            ),
+            Failure::NoExit { run, got } => write!(f, "{run}: {got}, expected an exit message"),
         }
     }
 }
@@ -263,7 +277,40 @@ impl Runner {
         outcome
     }
 
+    /// Runs `vcpu` with no state change and returns the state groups its exit carried (a
+    /// preemption exit is answered and the vCPU run again, as in [`Runner::run`]).
+    pub fn run_groups(&mut self, run: &'static str, vcpu: Selector) -> Result<Mtd, Failure> {
+        let mut groups = Mtd::empty();
+        let outcome = self.run_observed(vcpu, &mut groups);
+        match outcome {
+            Outcome::Exit { .. } => Ok(groups),
+            got => Err(Failure::NoExit { run, got }),
+        }
+    }
+
+    fn run_observed(&mut self, vcpu: Selector, groups: &mut Mtd) -> Outcome {
+        let mut outcome = self.run_once_observed(vcpu, &unchanged(), groups);
+        for _ in 0..MAX_PREEMPTIONS {
+            if !matches!(
+                outcome,
+                Outcome::Exit {
+                    reason: ExitReason::Preempted,
+                    ..
+                }
+            ) {
+                break;
+            }
+            outcome = self.run_once_observed(vcpu, &unchanged(), groups);
+        }
+        outcome
+    }
+
     fn run_once(&mut self, vcpu: Selector, reply: &Reply) -> Outcome {
+        let mut groups = Mtd::empty();
+        self.run_once_observed(vcpu, reply, &mut groups)
+    }
+
+    fn run_once_observed(&mut self, vcpu: Selector, reply: &Reply, groups: &mut Mtd) -> Outcome {
         // A reply within the UTCB's 64 words always encodes (it carries no pending event).
         let _ = self.buffer.write_words(0, |words| reply.to_words(words));
         if let Err(status) = sys::vcpu_run(vcpu) {
@@ -275,10 +322,13 @@ impl Runner {
         match decoded {
             Err(status) => Outcome::Unreadable(status),
             Ok(Err(error)) => Outcome::Undecodable(error),
-            Ok(Ok(exit)) => Outcome::Exit {
-                reason: exit.reason,
-                rip: exit.state.mtd.contains(Mtd::RIP).then_some(exit.state.rip),
-            },
+            Ok(Ok(exit)) => {
+                *groups = exit.state.mtd;
+                Outcome::Exit {
+                    reason: exit.reason,
+                    rip: exit.state.mtd.contains(Mtd::RIP).then_some(exit.state.rip),
+                }
+            }
         }
     }
 }
@@ -403,6 +453,85 @@ fn revoke_vm_and_run(runner: &mut Runner) -> Result<(), Failure> {
     )
 }
 
+/// `vcpu_control(vcpu, VCPU_SET_EXIT_STATE, reason, groups)` with raw words (so malformed
+/// choices can be made too).
+fn set_exit_state(vcpu: Selector, reason: u64, groups: u64) -> Result<(), Status> {
+    let words = [u64::from(vcpu.0), VCPU_SET_EXIT_STATE, reason, groups, 0, 0];
+    sys::decode(sys::raw(Syscall::VcpuControl, words)).map(|_| ())
+}
+
+fn check_groups(run: &'static str, expected: Mtd, got: Mtd) -> Result<(), Failure> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Failure::Groups {
+            run,
+            expected: expected.bits(),
+            got: got.bits(),
+        })
+    }
+}
+
+/// Step 6: the VMM chooses per exit reason which state groups exits carry.
+fn exit_state_per_reason(runner: &mut Runner) -> Result<(), Failure> {
+    let memory_fault = u64::from(
+        ExitReason::MemoryFault {
+            gpa: GuestPhys(0),
+            access: MemoryAccess::Execute,
+        }
+        .code(),
+    );
+    let cpuid = u64::from(ExitReason::Cpuid.code());
+    check_call("create_vm", None, sys::create_vm(VM))?;
+    check_call("create_vcpu", None, sys::create_vcpu(VM, VCPU))?;
+    let base = runner.run_groups("run with the base state", VCPU)?;
+    check_call(
+        "every group for memory faults",
+        None,
+        set_exit_state(VCPU, memory_fault, Mtd::ALL.bits()),
+    )?;
+    let all = runner.run_groups("run after choosing every group for memory faults", VCPU)?;
+    check_groups(
+        "run after choosing every group for memory faults",
+        Mtd::ALL,
+        all,
+    )?;
+    check_call(
+        "memory faults back to the base",
+        None,
+        set_exit_state(VCPU, memory_fault, 0),
+    )?;
+    check_call(
+        "descriptor tables for CPUID exits",
+        None,
+        set_exit_state(VCPU, cpuid, Mtd::DESCRIPTOR_TABLES.bits()),
+    )?;
+    let back = runner.run_groups("run after the CPUID choice", VCPU)?;
+    check_groups("run after the CPUID choice", base, back)?;
+    check_call(
+        "descriptor tables for every reason",
+        None,
+        set_exit_state(VCPU, ALL_EXIT_REASONS, Mtd::DESCRIPTOR_TABLES.bits()),
+    )?;
+    let tables = base.union(Mtd::DESCRIPTOR_TABLES);
+    let every = runner.run_groups("run after choosing tables for every reason", VCPU)?;
+    check_groups("run after choosing tables for every reason", tables, every)?;
+    check_call(
+        "an unknown exit reason",
+        Some(Status::InvalidArgument),
+        set_exit_state(VCPU, u64::from(MAX_EXIT_REASON_CODE) + 1, 0),
+    )?;
+    check_call(
+        "an unknown state-group bit",
+        Some(Status::InvalidArgument),
+        set_exit_state(VCPU, memory_fault, 1 << 63),
+    )?;
+    let kept = runner.run_groups("run after the refused choices", VCPU)?;
+    check_groups("run after the refused choices", tables, kept)?;
+    check_call("delete of the vCPU", None, sys::delete(VCPU))?;
+    check_call("delete of the VM", None, sys::delete(VM))
+}
+
 /// A step: its function and the line logged when it passed.
 type Step = (fn(&mut Runner) -> Result<(), Failure>, &'static str);
 
@@ -426,6 +555,10 @@ const SEQUENCE: [Step; STEPS as usize] = [
     (
         revoke_vm_and_run,
         "with the VM's capability revoked the vCPU still ran (its VM lives while a vCPU refers to it); selector 10 is empty; both vCPUs deleted",
+    ),
+    (
+        exit_state_per_reason,
+        "exit state per reason: every group for memory faults, a CPUID choice left them at the base, tables for every reason added exactly that group, an unknown reason and group bit were refused InvalidArgument",
     ),
 ];
 

@@ -255,7 +255,7 @@ fn the_lifecycle_report_passes_only_with_every_step_passed() {
             "{passed:#x} {failed:#x}"
         );
     }
-    assert_eq!(VCPU_LIFECYCLE_ALL_STEPS, 0b11111);
+    assert_eq!(VCPU_LIFECYCLE_ALL_STEPS, 0b11_1111);
 }
 
 #[test]

@@ -35,6 +35,10 @@ enum Bug {
     ReplyIgnored,
     /// A preemption exit before every real exit.
     PreemptFirst,
+    /// Exit-state choices are accepted but ignored.
+    ExitStateIgnored,
+    /// A choice for one reason applies to every reason.
+    ExitStateLeaks,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +60,8 @@ struct Vcpu {
     cs_base: u64,
     stopped: bool,
     vm: usize,
+    /// Groups chosen per exit reason code on top of the fake's base (RIP).
+    extra: [Mtd; 14],
 }
 
 #[derive(Default)]
@@ -132,12 +138,17 @@ impl Fake {
             }
         };
         self.preempted = reason == ExitReason::Preempted;
+        let extra = vcpu
+            .extra
+            .get(reason.code() as usize)
+            .copied()
+            .unwrap_or_default();
         let exit = ExitMessage {
             reason,
             instruction_length: None,
             hardware_exit_code: 0x400,
             state: VcpuState {
-                mtd: Mtd::RIP,
+                mtd: Mtd::RIP.union(extra),
                 rip: vcpu.rip,
                 ..VcpuState::default()
             },
@@ -187,6 +198,7 @@ fn install(bug: Option<Bug>) -> Rc<RefCell<Fake>> {
             cs_base: RESET_VECTOR - RESET_RIP,
             stopped: false,
             vm: vm.object,
+            extra: [Mtd::empty(); 14],
         });
         let rights = VcpuRights::all().bits();
         let capability = Capability {
@@ -234,7 +246,25 @@ fn install(bug: Option<Bug>) -> Rc<RefCell<Fake>> {
     });
     let handle = fake.clone();
     host::set_handler(Syscall::VcpuControl, move |arguments, utcb| {
-        handle.borrow_mut().run(arguments[0], utcb)
+        let mut fake = handle.borrow_mut();
+        if arguments[1] != VCPU_SET_EXIT_STATE {
+            return fake.run(arguments[0], utcb);
+        }
+        let capability = fake.lookup(arguments[0], Kind::Vcpu, VcpuRights::RUN.bits())?;
+        let groups = Mtd::from_bits(arguments[3]).ok_or(Status::InvalidArgument)?;
+        if arguments[2] > u64::from(MAX_EXIT_REASON_CODE) {
+            return Err(Status::InvalidArgument);
+        }
+        let bug = fake.bug;
+        let vcpu = &mut fake.vcpus[capability.object];
+        match bug {
+            Some(Bug::ExitStateIgnored) => {}
+            _ if arguments[2] == ALL_EXIT_REASONS || bug == Some(Bug::ExitStateLeaks) => {
+                vcpu.extra = [groups; 14];
+            }
+            _ => vcpu.extra[arguments[2] as usize] = groups,
+        }
+        Ok(0)
     });
     fake
 }
@@ -256,7 +286,7 @@ fn a_correct_kernel_passes_every_step() {
     assert_eq!(
         summary,
         Summary {
-            passed: bits(&[1, 2, 3, 4, 5]),
+            passed: bits(&[1, 2, 3, 4, 5, 6]),
             failed: 0
         },
         "{log}"
@@ -362,6 +392,26 @@ fn vcpus_stopped_by_the_vms_revoke_fail_step_5() {
 }
 
 #[test]
+fn ignored_or_leaking_exit_state_choices_fail_step_6() {
+    let (summary, log) = steps_with(Some(Bug::ExitStateIgnored));
+    assert_eq!(
+        summary,
+        Summary {
+            passed: bits(&[1, 2, 3, 4, 5]),
+            failed: bits(&[6])
+        },
+        "{log}"
+    );
+    assert!(log.contains("misbehave: vcpu step 6 FAILED: run after choosing every group for memory faults: the exit carried state groups 0x10"), "{log}");
+    let (summary, log) = steps_with(Some(Bug::ExitStateLeaks));
+    assert_eq!(summary.failed, bits(&[6]), "{log}");
+    assert!(
+        log.contains("misbehave: vcpu step 6 FAILED: run after the CPUID choice: the exit carried state groups"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_run_that_writes_no_exit_or_ignores_the_reply_fails_step_1() {
     for bug in [Bug::NoExitWritten, Bug::ReplyIgnored] {
         let (summary, log) = steps_with(Some(bug));
@@ -380,7 +430,7 @@ fn a_run_that_writes_no_exit_or_ignores_the_reply_fails_step_1() {
 #[test]
 fn preemption_exits_are_answered_and_the_run_repeated() {
     let (summary, log) = steps_with(Some(Bug::PreemptFirst));
-    assert_eq!(summary.passed, bits(&[1, 2, 3, 4, 5]), "{log}");
+    assert_eq!(summary.passed, bits(&[1, 2, 3, 4, 5, 6]), "{log}");
 }
 
 #[test]
