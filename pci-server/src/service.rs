@@ -270,9 +270,7 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess, L: I
             return Err(PciError::NotOwner);
         }
         self.owned(caller, bdf)?;
-        // No entry keeps the owner's IRTE handles, whatever the reset method does to the table;
-        // an INTx line routed to the owner is taken back with its IRTE.
-        self.clear_msix(bdf);
+        // An INTx line routed to the owner is taken back with its IRTE.
         self.unroute_intx(bdf);
         let mut platform = Platform {
             config: &mut self.config,
@@ -282,6 +280,12 @@ impl<C: ConfigSpace, D: Delay, I: DomainBinding, K: Carver, T: TableAccess, L: I
         let result = self
             .ownership
             .release(&mut platform, &self.inventory, bdf, caller);
+        // Then no MSI-X entry keeps the owner's IRTE handles, whatever the reset did to the
+        // table. After the reset, not before: bus mastering is off and the device quiet by
+        // then, while turning MSI-X off under a device that still has a throttled interrupt
+        // pending is what real drivers avoid too (QEMU 7.2's e1000e aborts on it:
+        // `e1000e_intrmgr_on_msix_throttling_timer: Assertion msix_enabled(...)`).
+        self.clear_msix(bdf);
         // Whatever the reset did, the owner loses the BARs it was given, and the server its
         // mapping of the table (the next owner's claim maps it again).
         for selector in self.windows.take(bdf) {
