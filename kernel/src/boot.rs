@@ -94,17 +94,20 @@ pub fn start(magic: u64, mbi: u64) -> ! {
     }
 
     let cpu = CpuFeatures::decode(&crate::cpu::raw());
-    crate::virtualization::set_backend(match cpu.virtualization {
-        kernel_core::cpu_features::Virtualization::Svm(svm) if svm.nested_paging => {
-            crate::virtualization::Backend::Svm
-        }
-        kernel_core::cpu_features::Virtualization::Vmx(vmx)
-            if vmx.ept && vmx.unrestricted_guest =>
-        {
-            crate::virtualization::Backend::Vmx
-        }
-        _ => crate::virtualization::Backend::None,
-    });
+    crate::virtualization::set_backend(
+        match cpu.virtualization {
+            kernel_core::cpu_features::Virtualization::Svm(svm) if svm.nested_paging => {
+                crate::virtualization::Backend::Svm
+            }
+            kernel_core::cpu_features::Virtualization::Vmx(vmx)
+                if vmx.ept && vmx.unrestricted_guest =>
+            {
+                crate::virtualization::Backend::Vmx
+            }
+            _ => crate::virtualization::Backend::None,
+        },
+        cpu.largest_nested_page_shift(),
+    );
     let platform_info = discover_acpi(&info);
     kprintln!(
         "sluice: cpu {cpu} | mem {} MiB | modules {} | acpi {}",

@@ -22,10 +22,11 @@ pub fn raw() -> RawCpu {
     vendor[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
     let leaf1 = __cpuid_count(1, 0);
     let max_extended = __cpuid_count(0x8000_0000, 0).eax;
-    let ext1 = if max_extended >= 0x8000_0001 {
-        __cpuid_count(0x8000_0001, 0).ecx
+    let (ext1, ext1_edx) = if max_extended >= 0x8000_0001 {
+        let leaf = __cpuid_count(0x8000_0001, 0);
+        (leaf.ecx, leaf.edx)
     } else {
-        0
+        (0, 0)
     };
     let svm = if max_extended >= 0x8000_000a {
         __cpuid_count(0x8000_000a, 0)
@@ -37,6 +38,7 @@ pub fn raw() -> RawCpu {
         vendor,
         leaf1_ecx: leaf1.ecx,
         ext1_ecx: ext1,
+        ext1_edx,
         svm_eax: if has_svm { svm.eax } else { 0 },
         svm_ebx: if has_svm { svm.ebx } else { 0 },
         svm_edx: if has_svm { svm.edx } else { 0 },

@@ -21,8 +21,9 @@ pub struct RawCpu {
     pub vendor: [u8; 12],
     /// CPUID.1:ECX.
     pub leaf1_ecx: u32,
-    /// CPUID.80000001h:ECX.
+    /// CPUID.80000001h:ECX and EDX.
     pub ext1_ecx: u32,
+    pub ext1_edx: u32,
     /// CPUID.8000000Ah: EAX (SVM revision), EBX (number of ASIDs), EDX (features).
     pub svm_eax: u32,
     pub svm_ebx: u32,
@@ -52,6 +53,9 @@ pub struct Svm {
     pub nrip_save: bool,
     pub decode_assists: bool,
     pub asids: u32,
+    /// 1 GiB pages (CPUID Fn8000_0001_EDX bit 26, Page1GB), in the nested tables too (APM
+    /// Vol. 2 section 15.25.3: nested paging uses the host's page-table formats).
+    pub pages_1g: bool,
 }
 
 /// The CPU's virtualization support.
@@ -73,6 +77,8 @@ pub struct CpuFeatures {
 const CPUID_VMX: u32 = 1 << 5;
 /// CPUID.80000001h:ECX bit 2: SVM (APM Vol. 3, Appendix E.4.2).
 const CPUID_SVM: u32 = 1 << 2;
+/// CPUID.80000001h:EDX bit 26: 1 GiB pages (APM Vol. 3, Appendix E.4.2; SDM Vol. 2A, CPUID).
+const CPUID_PAGE_1GB: u32 = 1 << 26;
 /// Primary processor-based control 31: activate secondary controls (SDM Vol. 3C, Table 25-6).
 const PROCBASED_SECONDARY: u64 = 1 << 31;
 /// Secondary controls (SDM Vol. 3C, Table 25-7): enable EPT, enable VPID, unrestricted guest.
@@ -110,6 +116,7 @@ impl CpuFeatures {
                 nrip_save: raw.svm_edx & (1 << 3) != 0,
                 decode_assists: raw.svm_edx & (1 << 7) != 0,
                 asids: raw.svm_ebx,
+                pages_1g: raw.ext1_edx & CPUID_PAGE_1GB != 0,
             })
         } else {
             Virtualization::None
@@ -117,6 +124,20 @@ impl CpuFeatures {
         CpuFeatures {
             vendor: raw.vendor,
             virtualization,
+        }
+    }
+
+    /// The largest page the nested tables may use: 1 GiB, 2 MiB or 4 KiB (`30`, `21`, `12`:
+    /// log2 of the size). EPT reports 2 MiB and 1 GiB pages in IA32_VMX_EPT_VPID_CAP bits 16
+    /// and 17; nested paging has 2 MiB pages always (long-mode paging) and 1 GiB pages where
+    /// the CPU has them.
+    pub fn largest_nested_page_shift(&self) -> u8 {
+        match self.virtualization {
+            Virtualization::Vmx(v) if v.ept_1g && v.ept_2m => 30,
+            Virtualization::Vmx(v) if v.ept_2m => 21,
+            Virtualization::Vmx(_) | Virtualization::None => 12,
+            Virtualization::Svm(s) if s.pages_1g => 30,
+            Virtualization::Svm(_) => 21,
         }
     }
 
@@ -189,6 +210,24 @@ mod tests {
         };
         assert!(v.ept && v.vpid && v.unrestricted_guest && v.ept_2m && v.ept_1g);
         assert_eq!(f.to_string(), "GenuineIntel vmx ept vpid ug");
+        assert_eq!(f.largest_nested_page_shift(), 30);
+        let only_2m = RawCpu {
+            vmx_ept_vpid: 1 << 16,
+            ..raw
+        };
+        assert_eq!(
+            CpuFeatures::decode(&only_2m).largest_nested_page_shift(),
+            21
+        );
+        let none = RawCpu {
+            vmx_ept_vpid: 1 << 17,
+            ..raw
+        };
+        assert_eq!(
+            CpuFeatures::decode(&none).largest_nested_page_shift(),
+            12,
+            "1 GiB without 2 MiB is no configuration to trust: 4 KiB pages only"
+        );
     }
 
     #[test]
@@ -215,6 +254,19 @@ mod tests {
         };
         let f = CpuFeatures::decode(&raw);
         assert_eq!(f.to_string(), "AuthenticAMD svm npt asids 16");
+        assert_eq!(
+            f.largest_nested_page_shift(),
+            21,
+            "qemu64 has no 1 GiB pages"
+        );
+        let with_1g = RawCpu {
+            ext1_edx: CPUID_PAGE_1GB,
+            ..raw
+        };
+        assert_eq!(
+            CpuFeatures::decode(&with_1g).largest_nested_page_shift(),
+            30
+        );
         assert!(matches!(
             f.virtualization,
             Virtualization::Svm(Svm {

@@ -31,10 +31,22 @@ pub enum Backend {
 }
 
 static BACKEND: AtomicU8 = AtomicU8::new(0);
+/// log2 of the largest page the nested tables may use (`CpuFeatures::largest_nested_page_shift`).
+static LARGEST_NESTED_PAGE: AtomicU8 = AtomicU8::new(12);
 
-/// Records the backend the boot CPU found.
-pub fn set_backend(backend: Backend) {
+/// Records the backend the boot CPU found and the largest nested page it supports (log2 of
+/// its size: 12, 21 or 30).
+pub fn set_backend(backend: Backend, largest_page_shift: u8) {
     BACKEND.store(backend as u8, Ordering::Relaxed);
+    LARGEST_NESTED_PAGE.store(largest_page_shift, Ordering::Relaxed);
+}
+
+fn largest_nested_page() -> PageSize {
+    match LARGEST_NESTED_PAGE.load(Ordering::Relaxed) {
+        30 => PageSize::Size1G,
+        21 => PageSize::Size2M,
+        _ => PageSize::Size4K,
+    }
 }
 
 /// The backend in use.
@@ -151,7 +163,7 @@ pub fn create_vm(index: u32) -> Result<(), Status> {
     }
     let config = TableConfig {
         guest_address_bits: GUEST_ADDRESS_BITS,
-        largest_page: PageSize::Size2M,
+        largest_page: largest_nested_page(),
     };
     let out_of_memory = |_| Status::OutOfKernelMemory;
     let tables = match backend() {
