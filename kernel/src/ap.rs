@@ -171,6 +171,7 @@ pub fn release_application_processors() {
 extern "C" fn ap_main(index: u64) -> ! {
     let index = index as usize;
     crate::cpu::enable_caches();
+    crate::fpu::init_this_cpu(false);
     crate::gdt::init(index, percpu::stack_top(index));
     crate::idt::load();
     percpu::init(index, 0);

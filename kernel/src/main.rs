@@ -25,6 +25,8 @@ mod cpu;
 #[cfg(target_os = "none")]
 mod execution;
 #[cfg(target_os = "none")]
+mod fpu;
+#[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
 mod gdt;
@@ -69,6 +71,7 @@ extern "C" fn kernel_main(magic: u64, mbi: u64) -> ! {
     serial::init();
     kprintln!("sluice: kernel {} booting", env!("CARGO_PKG_VERSION"));
     cpu::enable_caches();
+    fpu::init_this_cpu(true);
     gdt::init(0, percpu::stack_top(0));
     idt::init();
     percpu::init(0, 0);

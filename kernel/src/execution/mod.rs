@@ -202,6 +202,8 @@ impl Kernel {
     }
 
     fn load_space(&mut self, cpu: usize, domain: ObjectId, generation: u64) {
+        // A guest's FPU values still in this CPU's registers are not for the next domain.
+        crate::fpu::release(cpu);
         let state = &self.domains[domain.index as usize % OBJECTS];
         if let Some(space) = &state.space {
             // SAFETY: the root is a valid PML4 sharing the kernel half, so the kernel keeps

@@ -78,6 +78,7 @@ impl DirectExit {
     /// The UTCB's message words, if the exit may be written there now (see the type). (The
     /// words are not `self`'s: it only names the page, so a shared borrow hands them out.)
     #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
     pub fn words(&self) -> Option<&mut [u64; MAX_EXIT_WORDS]> {
         if !crate::smp::is_active() || KERNEL.acquisitions() != self.epoch {
             return None;
@@ -90,6 +91,7 @@ impl DirectExit {
     }
 
     /// Completes a message written through [`DirectExit::words`]: its tag, `count` words.
+    #[inline(always)]
     pub fn finish(&self, count: usize) {
         // SAFETY: as in `words`, which the caller used just before.
         unsafe { ipc::write_tag_at(self.utcb, count) };

@@ -5,6 +5,7 @@
 
 use super::{epoch, nested_root, take_reschedule};
 use crate::execution::OBJECTS;
+use crate::fpu::GuestFpu;
 use crate::frames;
 use crate::paging::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
@@ -15,6 +16,7 @@ use kernel_virt::svm::setup::{configure, ControlSetup};
 use kernel_virt::svm::{
     self as virt_svm, exit_code, SvmFeatures, Vmcb, VmcbField, VmcbSegment, VMCB_SIZE,
 };
+use kernel_virt::xsave;
 use kernel_virt::{ExitStateTable, HostPhys, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
 use sluice_abi::vcpu::{Gpr, Mtd, Reply, MAX_EXIT_WORDS};
@@ -55,6 +57,8 @@ struct SvmVcpu {
     tag: VcpuTag,
     /// The state groups its exits carry, per reason.
     exit_state: ExitStateTable,
+    /// Its guest's FPU/SSE/AVX registers and XCR0.
+    fpu: GuestFpu,
 }
 
 static VCPUS: [SpinLock<Option<SvmVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
@@ -161,12 +165,14 @@ pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
     block.write(VmcbField::RIP, 0xfff0);
     block.write(VmcbField::DR6, 0xffff_0ff0);
     block.write(VmcbField::DR7, 0x400);
+    let fpu = GuestFpu::new().inspect_err(|_| frames::free(frame))?;
     *VCPUS[index as usize % OBJECTS].lock() = Some(SvmVcpu {
         vmcb: frame,
         vm,
         saved: SavedRegisters::default(),
         tag: VcpuTag::new(),
         exit_state: ExitStateTable::new(),
+        fpu,
     });
     Ok(())
 }
@@ -185,6 +191,7 @@ pub fn set_exit_state(index: u32, reason: u64, groups: Mtd) -> Result<(), Status
 pub fn destroy_vcpu(index: u32) {
     if let Some(vcpu) = VCPUS[index as usize % OBJECTS].lock().take() {
         frames::free(vcpu.vmcb);
+        vcpu.fpu.free();
     }
 }
 
@@ -240,6 +247,11 @@ pub fn run(
             virtual_interrupt | V_INTR_MASKING,
         );
     }
+    // The guest's FPU registers, in this CPU until the run returns (saved then; `crate::fpu`).
+    let mut fpu = vcpu.fpu.load(cpu);
+    // An event the kernel injected itself (a refused XSETBV's #GP): EVENTINJ is cleared after
+    // the entry that delivered it.
+    let mut injected = false;
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
         // guest, or its new epoch is seen here and the entry flushes.
@@ -259,7 +271,15 @@ pub fn run(
         // `execution::vcpu_run` can return to the VMM without marking it again; it stops
         // counting as active before interrupt handlers run (they take the kernel lock).
         unsafe { svm_enter(vcpu.vmcb, vcpu.saved.gpr.as_mut_array(), state.host_area) };
+        if injected {
+            block.write(VmcbField::EVENTINJ, 0);
+            injected = false;
+        }
         let code = block.read(VmcbField::EXITCODE);
+        if code == exit_code::XSETBV {
+            injected = handle_xsetbv(&mut block, vcpu, &mut fpu);
+            continue;
+        }
         if code == exit_code::INTR || code == exit_code::NMI {
             crate::smp::set_active(false);
             service_pending_interrupts();
@@ -317,6 +337,33 @@ fn encode_chosen(
     virt_svm::decode_exit(block, &vcpu.saved, requested, features())?
         .to_words(out)
         .map_err(kernel_virt::ExitError::MessageEncoding)
+}
+
+/// The guest's XSETBV (always 3 bytes, 0F 01 D1; no NRIP under QEMU TCG): a value
+/// `xsave::check_guest_xcr0` accepts from ring 0 becomes the guest's XCR0 and the instruction
+/// completes; anything else gets #GP(0) (SDM Vol. 2C XSETBV; no error code in real mode).
+/// Returns whether it injected the #GP.
+fn handle_xsetbv(
+    block: &mut Vmcb<&'static mut [u8; VMCB_SIZE]>,
+    vcpu: &mut SvmVcpu,
+    fpu: &mut crate::fpu::Loaded,
+) -> bool {
+    let gpr = &vcpu.saved.gpr;
+    let index = gpr.get(Gpr::Rcx) as u32;
+    let value = (gpr.get(Gpr::Rdx) << 32) | (block.read(VmcbField::RAX) & 0xffff_ffff);
+    let cpl = block.read(VmcbField::CPL);
+    if cpl == 0 && xsave::check_guest_xcr0(index, value, crate::fpu::host_xcr0()).is_ok() {
+        vcpu.fpu.set_xcr0(value, fpu);
+        let rip = block.read(VmcbField::RIP);
+        block.write(VmcbField::RIP, rip + 3);
+        return false;
+    }
+    let protected = block.read(VmcbField::CR0) & 1 != 0;
+    // EVENTINJ: vector 13, type 3 (exception), error code valid (bit 11) with error code 0 in
+    // bits 63:32, valid (bit 31) (APM Vol. 2 section 15.20).
+    let error_code = if protected { 1 << 11 } else { 0 };
+    block.write(VmcbField::EVENTINJ, 13 | 3 << 8 | error_code | 1 << 31);
+    true
 }
 
 /// Takes interrupts that arrived while the guest ran (they wait with IF=0 after the exit).

@@ -7,6 +7,7 @@
 
 use super::{epoch, nested_root, take_reschedule};
 use crate::execution::OBJECTS;
+use crate::fpu::GuestFpu;
 use crate::frames;
 use crate::paging::phys_to_virt;
 use crate::percpu::{self, MAX_CPUS};
@@ -21,6 +22,7 @@ use kernel_virt::vmx::{
     self as virt_vmx, ControlRegisterPolicy, Controls, DesiredControls, GuestSegment, VmcsField,
     VmcsRead, VmxCapabilities,
 };
+use kernel_virt::xsave;
 use kernel_virt::{ExitStateTable, SavedRegisters, BASE_STATE};
 use sluice_abi::syscall::Status;
 use sluice_abi::vcpu::{Gpr, Mtd, Reply, MAX_EXIT_WORDS};
@@ -88,6 +90,8 @@ struct VmxVcpu {
     prepared_on: Option<usize>,
     /// The state groups its exits carry, per reason.
     exit_state: ExitStateTable,
+    /// Its guest's FPU/SSE/AVX registers and XCR0.
+    fpu: GuestFpu,
 }
 
 static VCPUS: [SpinLock<Option<VmxVcpu>>; OBJECTS] = [const { SpinLock::new(None) }; OBJECTS];
@@ -232,6 +236,7 @@ fn enable_on_this_cpu(cpu: usize, slot: &mut Option<VmxCpu>) -> Result<(), Statu
 pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
     nested_root(vm).ok_or(Status::Aborted)?;
     let frame = frames::allocate().ok_or(Status::OutOfKernelMemory)?;
+    let fpu = GuestFpu::new().inspect_err(|_| frames::free(frame))?;
     *VCPUS[index as usize % OBJECTS].lock() = Some(VmxVcpu {
         vmcs: frame,
         vm,
@@ -240,6 +245,7 @@ pub fn create_vcpu(index: u32, vm: u32) -> Result<(), Status> {
         launched_on: None,
         prepared_on: None,
         exit_state: ExitStateTable::new(),
+        fpu,
     });
     Ok(())
 }
@@ -261,6 +267,7 @@ pub fn destroy_vcpu(index: u32) {
         // may be reused (SDM Vol. 3C 25.11.1); it fails harmlessly if VMX is off here.
         unsafe { core::arch::asm!("vmclear [{}]", in(reg) &vcpu.vmcs, options(nostack)) };
         frames::free(vcpu.vmcs);
+        vcpu.fpu.free();
     }
 }
 
@@ -461,6 +468,32 @@ fn handle_efer(basic: u16, saved: &mut SavedRegisters) -> bool {
     true
 }
 
+/// The guest's XSETBV: a value `xsave::check_guest_xcr0` accepts from ring 0 becomes the
+/// guest's XCR0 and the instruction completes; anything else gets #GP(0) (SDM Vol. 2C XSETBV),
+/// without an error code in real mode, where VM entry refuses one (SDM Vol. 3C 27.2.1.3).
+fn handle_xsetbv(vcpu: &mut VmxVcpu, fpu: &mut crate::fpu::Loaded) {
+    let gpr = &vcpu.saved.gpr;
+    let index = gpr.get(Gpr::Rcx) as u32;
+    let value = (gpr.get(Gpr::Rdx) << 32) | (gpr.get(Gpr::Rax) & 0xffff_ffff);
+    // SS.DPL is the CPL (SDM Vol. 3C 25.4.1); access rights bits 6:5.
+    let cpl = (read(VmcsField::GuestSsAccessRights) >> 5) & 3;
+    if cpl == 0 && xsave::check_guest_xcr0(index, value, crate::fpu::host_xcr0()).is_ok() {
+        vcpu.fpu.set_xcr0(value, fpu);
+        let length = read(VmcsField::ExitInstructionLength);
+        vmwrite(VmcsField::GuestRip, read(VmcsField::GuestRip) + length);
+        return;
+    }
+    let protected = read(VmcsField::GuestCr0) & 1 != 0;
+    // Vector 13, type 3 (hardware exception), error code valid (bit 11), valid (bit 31)
+    // (SDM Vol. 3C Table 25-17).
+    let error_code = if protected { 1 << 11 } else { 0 };
+    vmwrite(
+        VmcsField::EntryInterruptionInfo,
+        13 | 3 << 8 | error_code | 1 << 31,
+    );
+    vmwrite(VmcsField::EntryExceptionErrorCode, 0);
+}
+
 /// Before an entry: the "IA-32e mode guest" control follows the guest's EFER.LMA, which the CPU
 /// updates when the guest turns paging on with LME set (SDM Vol. 3C 27.3.1.1). Only needed
 /// where VM exits do not store LMA into the control themselves (IA32_VMX_MISC bit 5 clear);
@@ -507,6 +540,8 @@ pub fn run(
         )
         .map_err(|_| Status::InvalidArgument)?;
     }
+    // The guest's FPU registers, in this CPU until the run returns (saved then; `crate::fpu`).
+    let mut fpu = vcpu.fpu.load(cpu);
     loop {
         // Active before the epoch is read: a shootdown either sees this CPU and interrupts the
         // guest, or its new epoch is seen here and the entry flushes.
@@ -567,6 +602,10 @@ pub fn run(
             }
             exit_reason::RDMSR | exit_reason::WRMSR if handle_efer(basic, &mut vcpu.saved) => {
                 continue
+            }
+            exit_reason::XSETBV => {
+                handle_xsetbv(vcpu, &mut fpu);
+                continue;
             }
             _ => {}
         }

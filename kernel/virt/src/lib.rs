@@ -11,6 +11,7 @@
 //!   and reply application.
 //! - [`nested_paging`]: EPT and NPT builders generic over table memory and a frame source.
 //! - [`asid`]: per-CPU ASID / VPID allocation with generation-based flushes.
+//! - [`xsave`]: the host's XCR0 and the checks of a guest's XSETBV.
 //!
 //! [`state`], [`error`] and [`exit_state`] (the state groups each exit reason carries) hold what
 //! both backends share.
@@ -25,6 +26,7 @@ pub mod nested_paging;
 pub mod state;
 pub mod svm;
 pub mod vmx;
+pub mod xsave;
 
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,8 @@ pub mod exit_code {
     pub const VMRUN: u64 = 0x80;
     /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
+    /// XSETBV.
+    pub const XSETBV: u64 = 0x8d;
     /// Nested page fault.
     pub const NPF: u64 = 0x400;
     /// Invalid guest state: VMRUN's consistency checks failed (-1).

@@ -20,8 +20,10 @@ pub const INTERCEPTS_3: InterceptVector3 = InterceptVector3::INTR
     .union(InterceptVector3::TASK_SWITCH)
     .union(InterceptVector3::SHUTDOWN);
 
-/// Intercept vector 4: every SVM instruction (VMRUN must be intercepted or VMRUN fails).
+/// Intercept vector 4: every SVM instruction (VMRUN must be intercepted or VMRUN fails), and
+/// XSETBV, which the kernel checks against the host's XCR0 (`kernel_virt::xsave`).
 pub const INTERCEPTS_4: InterceptVector4 = InterceptVector4::VMRUN
+    .union(InterceptVector4::XSETBV)
     .union(InterceptVector4::VMMCALL)
     .union(InterceptVector4::VMLOAD)
     .union(InterceptVector4::VMSAVE)
