@@ -198,25 +198,25 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
 
     let mut exits = 0u64;
     // With the guest's benchmark mode: the VMM's own instructions per CPUID exit (from the
-    // return of vcpu_run to the next call, so including the reply's encoding), so `cargo xtask
-    // bench` can show the kernel's share.
+    // `syscall` of one vcpu_run returning to the next `syscall`, so its system-call wrapper and
+    // the reply's encoding included), so `cargo xtask bench` can show the kernel's share.
     let benchmark = guest
         .cmdline
         .split_whitespace()
         .any(|word| word == "probe.mode=bench");
     let (mut cpuid_exits, mut vmm_instructions) = (0u64, 0u64);
-    // When the last exit was a CPUID exit: when its vcpu_run returned.
+    // When the last exit was a CPUID exit: the time-stamp count right after its `syscall`.
     let mut measuring: Option<u64> = None;
     // One exit message for the whole run, decoded in place from the UTCB each time.
     let mut exit = empty_exit();
     send(buffer, &start_state());
     loop {
-        if let Some(returned) = measuring.take() {
+        let (result, entered, returned) = sys::vcpu_run_timed(VCPU);
+        if let Some(previous) = measuring.take() {
             cpuid_exits += 1;
-            vmm_instructions += timestamp().wrapping_sub(returned);
+            vmm_instructions += entered.wrapping_sub(previous);
         }
-        sys::vcpu_run(VCPU).map_err(kernel("vcpu_run"))?;
-        let returned = timestamp();
+        result.map_err(kernel("vcpu_run"))?;
         buffer
             .read_words(|_, words| decode_exit_into(words, &mut exit))
             .map_err(kernel("read the exit message"))?
@@ -266,12 +266,6 @@ pub fn run(index: u64, buffer: &mut MessageBuffer) -> Result<Outcome, GuestError
 /// hold every reply) goes as an empty message, which changes nothing.
 fn send(buffer: &mut MessageBuffer, reply: &Reply) {
     let _ = buffer.write_words(0, |words| reply.to_words(words));
-}
-
-/// The time-stamp counter (instructions retired under QEMU -icount and Bochs).
-fn timestamp() -> u64 {
-    // SAFETY: RDTSC has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// The parameter block the probe reads at 0x7000 (magic, version, cmdline length, cmdline).

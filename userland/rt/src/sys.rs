@@ -414,6 +414,54 @@ pub fn vcpu_run(vcpu: Selector) -> Result<(), Status> {
     )
 }
 
+/// [`vcpu_run`] with the time-stamp counter read right before and right after the `syscall`
+/// instruction (`(result, before, after)`), for benchmarks that tell the kernel's instructions
+/// from the caller's: only the handful of instructions between the two reads and the
+/// `syscall` count on the kernel's side.
+#[cfg(target_os = "none")]
+pub fn vcpu_run_timed(vcpu: Selector) -> (Result<(), Status>, u64, u64) {
+    let status: u64;
+    let result: u64;
+    let before: u64;
+    let after: u64;
+    // SAFETY: as `raw`: `syscall` with the `vcpu_control(vcpu, run)` registers (RDX, which
+    // RDTSC writes, is zeroed again before it); RDTSC has no side effects. Clobbers RCX, R11
+    // (syscall) and RDX (RDTSC).
+    unsafe {
+        core::arch::asm!(
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "mov {before}, rax",
+            "mov eax, {number:e}",
+            "xor edx, edx",
+            "syscall",
+            "mov {status}, rax",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "mov {after}, rax",
+            number = in(reg) Syscall::VcpuControl as u64,
+            before = out(reg) before,
+            status = out(reg) status,
+            after = out(reg) after,
+            inlateout("rdi") sel(vcpu) => result,
+            in("rsi") sluice_abi::vcpu::VCPU_RUN,
+            in("r10") 0u64, in("r8") 0u64, in("r9") 0u64,
+            out("rax") _, out("rdx") _, out("rcx") _, out("r11") _,
+            options(nostack)
+        );
+    }
+    let outcome = decode(RawResult { status, result }).map(|_| ());
+    (outcome, before, after)
+}
+
+/// [`vcpu_run`] on the host (tests): no time-stamp counter, both counts zero.
+#[cfg(not(target_os = "none"))]
+pub fn vcpu_run_timed(vcpu: Selector) -> (Result<(), Status>, u64, u64) {
+    (vcpu_run(vcpu), 0, 0)
+}
+
 /// `vcpu_control(vcpu, set exit state)`: `vcpu`'s later exits of `reason` (an
 /// `ExitReason::code`, or `ALL_EXIT_REASONS`) carry `groups` beyond the state every exit
 /// carries. Needs `RUN`; an unknown reason or group bit is `InvalidArgument`.
