@@ -188,9 +188,6 @@ impl GuestFpu {
     #[inline]
     pub fn load(&mut self, cpu: usize) -> Loaded {
         let xsave = XSAVE.load(Ordering::Relaxed);
-        if self.own_xcr0 && xsave {
-            set_xcr0(self.xcr0);
-        }
         let holder = &HOLDER[cpu % MAX_CPUS];
         if holder.load(Ordering::Relaxed) != self.id || self.last_cpu != cpu {
             if xsave {
@@ -209,6 +206,11 @@ impl GuestFpu {
             }
             holder.store(self.id, Ordering::Relaxed);
             self.last_cpu = cpu;
+        }
+        // Loaded and saved under the host's XCR0, whatever the guest's: XSAVE and XRSTOR cover
+        // only components enabled in XCR0, and a guest with XCR0 = x87 still uses SSE.
+        if self.own_xcr0 && xsave {
+            set_xcr0(self.xcr0);
         }
         Loaded {
             area: self.area,
@@ -229,8 +231,8 @@ impl GuestFpu {
     }
 }
 
-/// A guest's registers loaded in this CPU. Dropping it saves them into the vCPU's area and puts
-/// the host's XCR0 back; the registers keep the values (see the module documentation).
+/// A guest's registers loaded in this CPU. Dropping it puts the host's XCR0 back and saves them
+/// into the vCPU's area; the registers keep the values (see the module documentation).
 pub struct Loaded {
     area: *mut u8,
     own_xcr0: bool,
@@ -241,16 +243,16 @@ impl Drop for Loaded {
     #[inline]
     fn drop(&mut self) {
         if self.xsave {
+            if self.own_xcr0 {
+                set_xcr0(host_xcr0());
+            }
             // SAFETY: the vCPU's area as in `GuestFpu::load` (the run that loaded it still holds
-            // the vCPU's lock, so the frame is still its); XSAVE writes only components of the
-            // current XCR0 (the guest's, a subset of the host's).
+            // the vCPU's lock, so the frame is still its); XSAVE writes the components of the
+            // host's XCR0, which the area was sized for.
             unsafe {
                 core::arch::asm!("xsave64 [{}]", in(reg) self.area, in("eax") u32::MAX,
                     in("edx") u32::MAX, options(nostack))
             };
-            if self.own_xcr0 {
-                set_xcr0(host_xcr0());
-            }
         } else {
             // SAFETY: as above with an FXSAVE image.
             unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.area, options(nostack)) };
