@@ -84,6 +84,9 @@ pub fn init_this_cpu(boot_cpu: bool) {
     // module.
     unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
     if !has_xsave {
+        if boot_cpu {
+            kprintln!("sluice: fpu: fxsave (no xsave): guests' x87 and SSE state kept per vCPU");
+        }
         return;
     }
     if boot_cpu {
@@ -96,6 +99,9 @@ pub fn init_this_cpu(boot_cpu: bool) {
         let xcr0 = xsave::host_xcr0(supported, end, AREA_LIMIT);
         HOST_XCR0.store(xcr0, Ordering::Relaxed);
         XSAVE.store(true, Ordering::Relaxed);
+        kprintln!(
+            "sluice: fpu: xsave, xcr0 {xcr0:#x} of supported {supported:#x}: guests' state kept per vCPU"
+        );
     }
     set_xcr0(HOST_XCR0.load(Ordering::Relaxed));
 }
