@@ -10,6 +10,7 @@ use sluice_rt::abi::vcpu::{
 };
 use sluice_rt::utcb::MessageBuffer;
 use sluice_rt::{log, sys};
+use vmm_core::cpuid::LEAF1_ECX_OSXSAVE;
 use vmm_core::{
     decode_exit_into, empty_exit, CpuidValues, ExitAction, GuestMemory, HostCpuid, MemoryError,
     Vmm, VmmConfig,
@@ -112,8 +113,12 @@ impl GuestMemory for Ram {
     }
 }
 
-/// CPUID of the host CPU (ring 3 may execute it).
+/// CPUID and XCR0 of the host CPU (ring 3 may execute CPUID, and XGETBV once the kernel has set
+/// CR4.OSXSAVE).
 struct HostCpu;
+
+/// XCR0 with only x87 state enabled, its value at reset (SDM Vol. 1 section 13.3).
+const XCR0_X87_ONLY: u64 = 1;
 
 impl HostCpuid for HostCpu {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidValues {
@@ -124,6 +129,17 @@ impl HostCpuid for HostCpu {
             ecx: r.ecx,
             edx: r.edx,
         }
+    }
+
+    fn xcr0(&self) -> u64 {
+        // XGETBV raises #UD while CR4.OSXSAVE is clear (SDM Vol. 2B XGETBV).
+        if self.cpuid(1, 0).ecx & LEAF1_ECX_OSXSAVE == 0 {
+            return XCR0_X87_ONLY;
+        }
+        // SAFETY: CPUID.1:ECX.OSXSAVE reports CR4.OSXSAVE set on this CPU, which implies the
+        // XSAVE feature `_xgetbv` is compiled for, so XGETBV with ECX = 0 (XCR0) executes in
+        // ring 3 without #UD or #GP (SDM Vol. 2B XGETBV); it only reads a register.
+        unsafe { core::arch::x86_64::_xgetbv(0) }
     }
 }
 

@@ -327,7 +327,7 @@ impl<H: HostCpuid> Vmm<H> {
                 let length = self.length(exit, memory, state, &[Mnemonic::Cpuid])?;
                 let leaf = state.gpr.get(Gpr::Rax) as u32;
                 let subleaf = state.gpr.get(Gpr::Rcx) as u32;
-                let values = self.cpuid.evaluate(leaf, subleaf, &self.host);
+                let values = self.cpuid.evaluate(leaf, subleaf, state.cr4, &self.host);
                 let results = [
                     (Gpr::Rax, values.eax),
                     (Gpr::Rbx, values.ebx),

@@ -1,5 +1,5 @@
-//! The exit dispatcher: port I/O to the UART and debug exit, MMIO to the test device, CPUID,
-//! MSRs with #GP injection, HLT woken by the timer, interrupt windows, stop reports.
+//! The exit dispatcher: port I/O to the UART and debug exit, MMIO to the test device, CPUID
+//! (with the guest's CR4 and the host's XCR0), MSRs with #GP injection, HLT woken by the timer, interrupt windows, stop reports.
 mod common;
 
 use common::{long_mode, ram_with, FakeHost};
@@ -18,7 +18,7 @@ fn vmm() -> Vmm<FakeHost> {
         vector: 0x30,
         period: 5,
     });
-    Vmm::new(config, FakeHost).unwrap()
+    Vmm::new(config, FakeHost::default()).unwrap()
 }
 
 fn exit(reason: ExitReason, length: Option<u8>, state: VcpuState) -> ExitMessage {
@@ -191,6 +191,35 @@ fn mmio_read_of_the_test_device_and_unsupported_instruction() {
         StopReason::Emulation(EmulationError::Unsupported(Mnemonic::Add))
     );
     assert_eq!(report.rip, 0x1000);
+}
+
+#[test]
+fn cpuid_exit_answers_with_the_guest_cr4_and_the_host_xcr0() {
+    let mut vmm = vmm();
+    let osxsave = 1 << 27;
+    for (guest_cr4, expected) in [(0x20, 0), (0x20 | 1 << 18, osxsave)] {
+        let mut state = long_mode(0x1000);
+        state.cr4 = guest_cr4;
+        state.gpr.set(Gpr::Rax, 1);
+        let reply = resume(vmm.handle_exit(&exit(ExitReason::Cpuid, Some(2), state), &NO_MEMORY));
+        assert_eq!(
+            reply.state.gpr.get(Gpr::Rcx) & osxsave,
+            expected,
+            "CPUID.1:ECX.OSXSAVE for guest CR4 {guest_cr4:#x}"
+        );
+    }
+    let mut state = long_mode(0x1000);
+    state.gpr.set(Gpr::Rax, 0xd);
+    state.gpr.set(Gpr::Rcx, 0);
+    let reply = resume(vmm.handle_exit(&exit(ExitReason::Cpuid, Some(2), state), &NO_MEMORY));
+    assert_eq!(reply.state.gpr.get(Gpr::Rax), 0xe7, "XCR0 bits offered");
+    state.gpr.set(Gpr::Rcx, 18);
+    let reply = resume(vmm.handle_exit(&exit(ExitReason::Cpuid, Some(2), state), &NO_MEMORY));
+    assert_eq!(
+        [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].map(|r| reply.state.gpr.get(r)),
+        [0; 4],
+        "AMX TILEDATA is not offered"
+    );
 }
 
 #[test]

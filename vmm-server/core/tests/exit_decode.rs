@@ -121,7 +121,7 @@ fn answer(
 ) -> (Vec<u64>, Option<ExitAction>, Vec<String>) {
     let ram = common::ram_with(0x3000, 0x1000, code);
     let memory = SliceMemory::new(GuestPhys(0), &ram);
-    let mut vmm = Vmm::new(VmmConfig::standard("decode"), FakeHost).unwrap();
+    let mut vmm = Vmm::new(VmmConfig::standard("decode"), FakeHost::default()).unwrap();
     vmm.tick(ticks);
     let action = vmm.handle_exit(exit, &memory);
     let lines = vmm.take_console_lines();

@@ -82,7 +82,7 @@ proptest! {
         prop_assert_eq!(&out[..count], &words[..]);
         let ram = common::ram_with(0x3000, 0x100, &code);
         let memory = SliceMemory::new(GuestPhys(0), &ram);
-        let mut vmm = Vmm::new(VmmConfig::standard("fuzz"), FakeHost).unwrap();
+        let mut vmm = Vmm::new(VmmConfig::standard("fuzz"), FakeHost::default()).unwrap();
         vmm.tick(1);
         if let ExitAction::Resume(reply) = vmm.handle_exit(&exit, &memory) {
             let mut reply_words = [0u64; MAX_REPLY_WORDS];
