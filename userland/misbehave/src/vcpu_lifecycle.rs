@@ -259,37 +259,22 @@ impl Runner {
     /// reply and the vCPU run again (at most [`MAX_PREEMPTIONS`] times). Between the reply and
     /// the run there is no system call.
     pub fn run(&mut self, vcpu: Selector, reply: &Reply) -> Outcome {
-        let mut reply = *reply;
-        let mut outcome = self.run_once(vcpu, &reply);
-        for _ in 0..MAX_PREEMPTIONS {
-            if !matches!(
-                outcome,
-                Outcome::Exit {
-                    reason: ExitReason::Preempted,
-                    ..
-                }
-            ) {
-                break;
-            }
-            reply = Reply::default();
-            outcome = self.run_once(vcpu, &reply);
-        }
-        outcome
+        self.run_observed(vcpu, reply, &mut Mtd::empty())
     }
 
     /// Runs `vcpu` with no state change and returns the state groups its exit carried (a
     /// preemption exit is answered and the vCPU run again, as in [`Runner::run`]).
     pub fn run_groups(&mut self, run: &'static str, vcpu: Selector) -> Result<Mtd, Failure> {
         let mut groups = Mtd::empty();
-        let outcome = self.run_observed(vcpu, &mut groups);
-        match outcome {
+        match self.run_observed(vcpu, &unchanged(), &mut groups) {
             Outcome::Exit { .. } => Ok(groups),
             got => Err(Failure::NoExit { run, got }),
         }
     }
 
-    fn run_observed(&mut self, vcpu: Selector, groups: &mut Mtd) -> Outcome {
-        let mut outcome = self.run_once_observed(vcpu, &unchanged(), groups);
+    /// [`Runner::run`], also recording the state groups of the last exit in `groups`.
+    fn run_observed(&mut self, vcpu: Selector, reply: &Reply, groups: &mut Mtd) -> Outcome {
+        let mut outcome = self.run_once_observed(vcpu, reply, groups);
         for _ in 0..MAX_PREEMPTIONS {
             if !matches!(
                 outcome,
@@ -303,11 +288,6 @@ impl Runner {
             outcome = self.run_once_observed(vcpu, &unchanged(), groups);
         }
         outcome
-    }
-
-    fn run_once(&mut self, vcpu: Selector, reply: &Reply) -> Outcome {
-        let mut groups = Mtd::empty();
-        self.run_once_observed(vcpu, reply, &mut groups)
     }
 
     fn run_once_observed(&mut self, vcpu: Selector, reply: &Reply, groups: &mut Mtd) -> Outcome {
