@@ -14,7 +14,9 @@ pub const fn unexpected_exception_status(vector: u8) -> u32 {
     UNEXPECTED_EXCEPTION_BASE + vector as u32
 }
 
-/// One check, in the order the probe runs them. The discriminant is its failure status.
+/// One check. The discriminant is its failure status; checks added later take the next free
+/// number (statuses never change), so the order is not the order the probe runs them in
+/// (`src/main.rs` lists that).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u32)]
 pub enum Check {
@@ -34,11 +36,17 @@ pub enum Check {
     Parameters = 7,
     /// The probe itself panicked (a bug in the probe).
     Panic = 8,
+    /// FPU/SSE state: XMM0..15, MXCSR and FCW keep their values across VM exits; with XSAVE,
+    /// the guest's XSETBV is checked by the kernel (valid values taken, invalid ones #GP(0)).
+    Fpu = 9,
+    /// `probe.mode=fpu-stress`: the registers keep this guest's values for the whole run while
+    /// other guests run on the same CPU.
+    FpuStress = 10,
 }
 
 impl Check {
     /// Every check, in status order.
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 10] = [
         Check::LongMode,
         Check::Uart,
         Check::Cpuid,
@@ -47,6 +55,8 @@ impl Check {
         Check::Timer,
         Check::Parameters,
         Check::Panic,
+        Check::Fpu,
+        Check::FpuStress,
     ];
 
     /// The status written to the debug-exit port when this check fails.
@@ -65,6 +75,8 @@ impl Check {
             Check::Timer => "timer",
             Check::Parameters => "parameters",
             Check::Panic => "panic",
+            Check::Fpu => "fpu",
+            Check::FpuStress => "fpu-stress",
         }
     }
 
@@ -95,7 +107,7 @@ mod tests {
             assert!(check.status() < UNEXPECTED_EXCEPTION_BASE);
         }
         assert_eq!(Check::from_status(PASS_STATUS), None);
-        assert_eq!(Check::from_status(9), None);
+        assert_eq!(Check::from_status(11), None);
     }
 
     #[test]

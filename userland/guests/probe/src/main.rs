@@ -3,12 +3,13 @@
 //! [`REAL_MODE_ENTRY`](guest_probe::layout::REAL_MODE_ENTRY), switches to long mode
 //! (`boot.rs`), then runs its checks in order, printing `probe: ok <check>` after each:
 //!
-//! 1. `long-mode`, 2. `uart`, 3. `cpuid`, 4. `mmio`, 5. `msr`, 6. `timer`
+//! 1. `long-mode`, 2. `uart`, 3. `cpuid`, 4. `mmio`, 5. `msr`, 9. `fpu`, 6. `timer`
 //!
-//! and ends with `probe: all checks passed` and status 0 on the debug-exit port, or
+//! (numbered by failure status) and ends with `probe: all checks passed` and status 0 on the debug-exit port, or
 //! `probe: FAIL <check>: <what>: expected <x>, got <y>` and the check's number. With
 //! `probe.mode=triple-fault` on its command line it ends with `probe: triple fault on purpose`
-//! and a triple fault instead. README.md documents how a VMM loads and starts it.
+//! and a triple fault instead; `probe.mode=fpu-stress` then holds its FPU/SSE values through
+//! 200,000 CPUID exits (`checks/fpu.rs`). README.md documents how a VMM loads and starts it.
 //!
 //! Built for the host (as `cargo test` does), this binary is an empty stub: the guest exists
 //! only for `x86_64-unknown-none`.
@@ -28,6 +29,8 @@ mod port;
 mod report;
 #[cfg(target_os = "none")]
 mod serial;
+#[cfg(target_os = "none")]
+mod sse;
 
 #[cfg(target_os = "none")]
 mod guest {
@@ -91,6 +94,7 @@ mod guest {
         passed(Check::Cpuid, checks::cpuid::run());
         passed(Check::Mmio, checks::mmio::run());
         passed(Check::Msr, checks::msr::run());
+        passed_with(Check::Fpu, checks::fpu::run());
         passed_with(
             Check::Timer,
             checks::timer::run().map(|seen| TimerSummary(seen.ticks, seen.halts)),
@@ -115,7 +119,10 @@ mod guest {
                 // SAFETY: as above.
                 unsafe { core::ptr::write_volatile(UNBACKED as *mut u64, 0x5a5a_5a5a) };
                 println!("probe: jumping into garbage");
-                let garbage: [u8; 16] = [0xff, 0xff, 0x0f, 0x0b, 0xc4, 0xc4, 0x8f, 0x8f, 0x62, 0x62, 0xd6, 0xf1, 0x0f, 0x37, 0xfe, 0xff];
+                let garbage: [u8; 16] = [
+                    0xff, 0xff, 0x0f, 0x0b, 0xc4, 0xc4, 0x8f, 0x8f, 0x62, 0x62, 0xd6, 0xf1, 0x0f,
+                    0x37, 0xfe, 0xff,
+                ];
                 // SAFETY: the point is to execute bytes that are not code: the guest ends in
                 // exceptions (its IDT catches the first and reports it) or a triple fault.
                 unsafe {
@@ -123,6 +130,17 @@ mod guest {
                     entry();
                 }
                 report::exit(0xbad)
+            }
+            Mode::FpuStress => {
+                match checks::fpu::fpu_stress(parameters.seed) {
+                    Ok(summary) => println!(
+                        "probe: fpu-stress passed (seed \"{}\": {summary})",
+                        Escaped(parameters.seed)
+                    ),
+                    Err(mismatch) => report::fail(Check::FpuStress, mismatch),
+                }
+                println!("probe: all checks passed");
+                report::exit(PASS_STATUS)
             }
             Mode::Bench => {
                 let (iterations, total) = bench_cpuid_exits();

@@ -20,6 +20,8 @@
 //! | `probe.mode=triple-fault` | run every check, then print `probe: triple fault on purpose` and triple-fault |
 //! | `probe.mode=bench` | run every check, then time 10,000 CPUID exits and print a `bench:` line |
 //! | `probe.mode=wild` | run every check, then touch unbacked guest-physical memory and execute garbage |
+//! | `probe.mode=fpu-stress` | run every check, then keep seeded values in XMM0..15, MXCSR and FCW through 200,000 CPUID exits, checking them every 1,000 |
+//! | `probe.seed=WORD` | the seed of `fpu-stress`'s values (FNV-1a of WORD; default: the empty word) |
 use core::fmt;
 
 /// Size of the block (one page).
@@ -37,6 +39,7 @@ pub const COMMAND_LINE_CAPACITY: usize = BLOCK_BYTES - COMMAND_LINE_OFFSET;
 
 const OPTION_PREFIX: &[u8] = b"probe.";
 const MODE_OPTION: &[u8] = b"probe.mode=";
+const SEED_OPTION: &[u8] = b"probe.seed=";
 
 /// What the probe does after its checks pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +54,20 @@ pub enum Mode {
     /// After the checks, time CPUID exits (guest -> kernel -> VMM -> guest) with RDTSC and
     /// print `bench: vm-exit-cpuid-round-trip iterations=N total=T per=P unit=instructions`.
     Bench,
+    /// After the checks, load XMM0..15, MXCSR and FCW with values derived from `probe.seed=`
+    /// and check they keep them through many CPUID exits and timer ticks, then print
+    /// `probe: fpu-stress passed (...)` or fail check `fpu-stress`.
+    FpuStress,
 }
+
+/// Every mode, in the order error messages list them.
+const MODES: [Mode; 5] = [
+    Mode::Checks,
+    Mode::TripleFault,
+    Mode::Bench,
+    Mode::Wild,
+    Mode::FpuStress,
+];
 
 impl Mode {
     /// The value of `probe.mode=` that selects this mode.
@@ -61,11 +77,12 @@ impl Mode {
             Mode::TripleFault => "triple-fault",
             Mode::Bench => "bench",
             Mode::Wild => "wild",
+            Mode::FpuStress => "fpu-stress",
         }
     }
 
     fn from_name(name: &[u8]) -> Option<Mode> {
-        [Mode::Checks, Mode::TripleFault, Mode::Bench, Mode::Wild]
+        MODES
             .into_iter()
             .find(|mode| mode.name().as_bytes() == name)
     }
@@ -76,6 +93,8 @@ impl Mode {
 pub struct Parameters<'a> {
     /// The selected mode.
     pub mode: Mode,
+    /// The value of `probe.seed=` (empty when absent).
+    pub seed: &'a [u8],
     /// The command line as the VMM wrote it (up to its length or first NUL).
     pub command_line: &'a [u8],
 }
@@ -102,6 +121,8 @@ pub enum ParameterError<'a> {
     UnknownMode(&'a [u8]),
     /// `probe.mode=` appears more than once.
     DuplicateMode,
+    /// `probe.seed=` appears more than once.
+    DuplicateSeed,
 }
 
 impl fmt::Display for ParameterError<'_> {
@@ -127,15 +148,16 @@ impl fmt::Display for ParameterError<'_> {
             ),
             ParameterError::UnknownOption(word) => write!(
                 f,
-                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault, probe.mode=bench, probe.mode=wild)",
+                "unknown option \"{}\" (known: probe.mode=checks, probe.mode=triple-fault, probe.mode=bench, probe.mode=wild, probe.mode=fpu-stress, probe.seed=WORD)",
                 Escaped(word)
             ),
             ParameterError::UnknownMode(value) => write!(
                 f,
-                "unknown probe.mode \"{}\" (known: checks, triple-fault, bench, wild)",
+                "unknown probe.mode \"{}\" (known: checks, triple-fault, bench, wild, fpu-stress)",
                 Escaped(value)
             ),
             ParameterError::DuplicateMode => f.write_str("probe.mode= is given more than once"),
+            ParameterError::DuplicateSeed => f.write_str("probe.seed= is given more than once"),
         }
     }
 }
@@ -195,13 +217,23 @@ pub fn decode(block: &[u8]) -> Result<Parameters<'_>, ParameterError<'_>> {
         Some(nul) => raw.get(..nul).unwrap_or(raw),
         None => raw,
     };
-    let mode = mode_of(command_line)?;
-    Ok(Parameters { mode, command_line })
+    let (mode, seed) = options(command_line)?;
+    Ok(Parameters {
+        mode,
+        seed,
+        command_line,
+    })
 }
 
 /// The mode a command line selects ([`Mode::Checks`] when it names none).
 pub fn mode_of(command_line: &[u8]) -> Result<Mode, ParameterError<'_>> {
+    options(command_line).map(|(mode, _)| mode)
+}
+
+/// The mode and the seed a command line gives (defaults: [`Mode::Checks`], the empty seed).
+fn options(command_line: &[u8]) -> Result<(Mode, &[u8]), ParameterError<'_>> {
     let mut mode = None;
+    let mut seed = None;
     let words = command_line
         .split(|byte| byte.is_ascii_whitespace())
         .filter(|word| !word.is_empty());
@@ -211,11 +243,15 @@ pub fn mode_of(command_line: &[u8]) -> Result<Mode, ParameterError<'_>> {
             if mode.replace(selected).is_some() {
                 return Err(ParameterError::DuplicateMode);
             }
+        } else if let Some(value) = word.strip_prefix(SEED_OPTION) {
+            if seed.replace(value).is_some() {
+                return Err(ParameterError::DuplicateSeed);
+            }
         } else if word.starts_with(OPTION_PREFIX) {
             return Err(ParameterError::UnknownOption(word));
         }
     }
-    Ok(mode.unwrap_or(Mode::Checks))
+    Ok((mode.unwrap_or(Mode::Checks), seed.unwrap_or(b"")))
 }
 
 #[cfg(test)]
@@ -259,6 +295,27 @@ mod tests {
             mode_of(b"probe.modes=checks"),
             Err(ParameterError::UnknownOption(b"probe.modes=checks"))
         );
+    }
+
+    #[test]
+    fn seed_and_fpu_stress_mode_are_read() {
+        let bytes = block(b"probe.seed=left console=ttyS0 probe.mode=fpu-stress");
+        let parameters = decode(&bytes).unwrap();
+        assert_eq!(parameters.mode, Mode::FpuStress);
+        assert_eq!(parameters.seed, b"left");
+        assert_eq!(decode(&block(b"probe.mode=bench")).unwrap().seed, b"");
+        assert_eq!(decode(&block(b"probe.seed=")).unwrap().seed, b"");
+        assert_eq!(
+            decode(&block(b"probe.seed=a probe.seed=a")),
+            Err(ParameterError::DuplicateSeed)
+        );
+        assert_eq!(
+            mode_of(b"probe.seeds=a"),
+            Err(ParameterError::UnknownOption(b"probe.seeds=a"))
+        );
+        for mode in MODES {
+            assert_eq!(Mode::from_name(mode.name().as_bytes()), Some(mode));
+        }
     }
 
     #[test]
@@ -358,7 +415,7 @@ mod tests {
         let text = ParameterError::UnknownMode(b"tr\"ip\x01").to_string();
         assert_eq!(
             text,
-            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault, bench, wild)"
+            "unknown probe.mode \"tr\\x22ip\\x01\" (known: checks, triple-fault, bench, wild, fpu-stress)"
         );
         assert!(ParameterError::BadMagic(1)
             .to_string()
@@ -366,6 +423,10 @@ mod tests {
         assert!(ParameterError::DuplicateMode
             .to_string()
             .contains("more than once"));
+        assert_eq!(
+            ParameterError::DuplicateSeed.to_string(),
+            "probe.seed= is given more than once"
+        );
     }
 
     proptest! {
@@ -377,7 +438,12 @@ mod tests {
         #[test]
         fn accepted_blocks_are_consistent(
             words in proptest::collection::vec("[a-z.=-]{0,12}", 0..8),
-            mode in prop_oneof![Just(None), Just(Some(Mode::Checks)), Just(Some(Mode::TripleFault))],
+            mode in prop_oneof![
+                Just(None),
+                Just(Some(Mode::Checks)),
+                Just(Some(Mode::TripleFault)),
+                Just(Some(Mode::FpuStress)),
+            ],
         ) {
             let mut line = words.join(" ");
             if let Some(mode) = mode {
@@ -398,6 +464,7 @@ mod tests {
                         ParameterError::UnknownOption(_)
                             | ParameterError::UnknownMode(_)
                             | ParameterError::DuplicateMode
+                            | ParameterError::DuplicateSeed
                     );
                     prop_assert!(refused, "{}", error);
                     prop_assert!(words.iter().any(|word| word.starts_with("probe.")));
