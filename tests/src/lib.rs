@@ -61,6 +61,8 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "[probe] probe: ok cpuid",
             "[probe] probe: ok mmio",
             "[probe] probe: ok msr",
+            // QEMU's qemu64 CPU model has no XSAVE: only the XMM/MXCSR/FCW part runs.
+            "[probe] probe: ok fpu (xmm0-15, mxcsr, fcw kept across 1000 cpuid and 100 port exits; ",
             "[probe] probe: ok timer",
             "[probe] probe: all checks passed",
             "init: guest 0 passed",
@@ -156,6 +158,9 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "init: system up: 3 servers ready",
             "[probe] probe: ok long-mode",
             "[probe] probe: ok mmio",
+            // Bochs' corei7_skylake_x has XSAVE and AVX: the guest's XSETBVs reach the kernel.
+            "[probe] probe: ok fpu (xmm0-15, mxcsr, fcw kept across 1200 cpuid and 120 port exits; xsave: ",
+            "xsetbv 0x3 accepted, 0x2, xcr1 and 2 more refused #GP(0), xcr0 restored, ymm0-15 upper halves kept)",
             "[probe] probe: ok timer",
             "[probe] probe: all checks passed",
             "init: guest 0 passed",
@@ -179,6 +184,48 @@ pub const BOOT_TESTS: &[BootTest] = &[
             "misbehave: vcpu step 6 passed: exit state per reason",
             "init: misbehave mode 7 reported: vcpu capability lifecycle: all 6 steps passed",
             "init: system up: 3 servers ready",
+        ],
+        timeout_secs: 240,
+    },
+    BootTest {
+        // Two guests time-share CPU 0 (one CPU: init puts the guest of the missing CPU 1 on
+        // CPU 0), each holding its own seeded XMM/MXCSR/FCW values through 200,000 CPUID exits;
+        // one guest's values reaching the other fails the guest that sees them.
+        name: "qemu-fpu-isolation",
+        emulator: Emulator::Qemu,
+        system: Some("userland/systems/fpu-isolation.toml"),
+        cmdline: "",
+        expect: Expect::CleanShutdown,
+        cpus: Some(1),
+        markers: &[
+            "init: boot info: 1 cpus",
+            "init: started vmm-server as domain vmm on cpu 0",
+            "init: started vmm-server as domain vmm-1 on cpu 0",
+            "[left] probe: ok fpu (",
+            "[right] probe: ok fpu (",
+            "[left] probe: fpu-stress passed (seed \"left\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+            "[right] probe: fpu-stress passed (seed \"right\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+            "init: guests: 2 passed, 0 failed",
+        ],
+        timeout_secs: 120,
+    },
+    BootTest {
+        // The same on VMX, where the guests also have XSAVE and AVX.
+        name: "bochs-fpu-isolation",
+        emulator: Emulator::Bochs,
+        system: Some("userland/systems/fpu-isolation.toml"),
+        cmdline: "",
+        expect: Expect::CleanShutdown,
+        cpus: Some(1),
+        markers: &[
+            "init: boot info: 1 cpus",
+            "init: started vmm-server as domain vmm on cpu 0",
+            "init: started vmm-server as domain vmm-1 on cpu 0",
+            "[left] probe: ok fpu (",
+            "[right] probe: ok fpu (",
+            "[left] probe: fpu-stress passed (seed \"left\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+            "[right] probe: fpu-stress passed (seed \"right\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+            "init: guests: 2 passed, 0 failed",
         ],
         timeout_secs: 240,
     },
