@@ -109,8 +109,8 @@ extern "C" {
 }
 
 /// Writes the TSS descriptor, reloads the GDT with a 64-bit base, loads TR and installs the
-/// IDT: vectors 0..=31 report an unexpected exception (except #GP, which the MSR check may
-/// expect), [`TIMER_VECTOR`] counts ticks, every other vector is not present.
+/// IDT: vectors 0..=31 report an unexpected exception (except #GP, which the MSR and FPU checks
+/// may expect), [`TIMER_VECTOR`] counts ticks, every other vector is not present.
 pub fn install() {
     let tss = (&raw const TASK_STATE) as u64;
     let limit = size_of::<TaskStateSegment>() as u64 - 1;

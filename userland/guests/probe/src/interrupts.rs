@@ -1,6 +1,6 @@
 //! Interrupt and exception handlers: entry stubs in assembly, their Rust halves, and what they
 //! record. Vectors 0..=31 report an unexpected exception and end the run; #GP may instead be
-//! *expected* by the MSR check, in which case the handler records it and skips the faulting
+//! *expected* by the MSR and FPU checks (RDMSR/WRMSR, XSETBV), in which case the handler records it and skips the faulting
 //! instruction; the timer vector counts ticks. The VMM models no interrupt controller, so the
 //! timer handler sends no EOI.
 //!

@@ -32,8 +32,10 @@ use crate::sse::{self, hold_through_exits, last_scratch_write, xgetbv, xsetbv, C
 const BATCHES: u64 = 10;
 const CPUIDS_PER_BATCH: u64 = 100;
 const PORT_WRITES_PER_BATCH: u64 = 10;
-/// CPUID.1:ECX.XSAVE (bit 26), AVX (bit 28) (SDM Vol. 2A CPUID, Table 3-10).
+/// CPUID.1:ECX.XSAVE (bit 26), OSXSAVE (bit 27: CR4.OSXSAVE as the guest set it), AVX (bit 28)
+/// (SDM Vol. 2A CPUID, Table 3-10).
 const CPUID_XSAVE: u32 = 1 << 26;
+const CPUID_OSXSAVE: u32 = 1 << 27;
 const CPUID_AVX: u32 = 1 << 28;
 /// The tag of the check's scratch writes.
 const TAG: u8 = 0x5a;
@@ -148,7 +150,9 @@ pub fn run() -> Result<Summary, Mismatch> {
 
 /// Step 2.
 fn check_xsetbv(expected: &SseState, cpu_has_avx: bool) -> Result<XsaveSummary, Mismatch> {
+    let osxsave_before = __cpuid_count(1, 0).ecx & CPUID_OSXSAVE != 0;
     sse::enable_xsave();
+    let osxsave_after = __cpuid_count(1, 0).ecx & CPUID_OSXSAVE != 0;
     equal(
         "CR4.OSXSAVE after setting it",
         CR4_OSXSAVE,
@@ -157,7 +161,12 @@ fn check_xsetbv(expected: &SseState, cpu_has_avx: bool) -> Result<XsaveSummary, 
     let leaf = __cpuid_count(0xd, 0);
     let supported = u64::from(leaf.eax) | u64::from(leaf.edx) << 32;
     let initial = xgetbv(0);
-    println!("probe: fpu: xcr0 {initial:#x}, cpuid 0xd lists {supported:#x}");
+    // Printed, not checked: the VMM passes the host's OSXSAVE bit through.
+    println!(
+        "probe: fpu: xcr0 {initial:#x}, cpuid 0xd lists {supported:#x}; cpuid.1:ecx.osxsave {} before and {} after setting cr4.osxsave",
+        u8::from(osxsave_before),
+        u8::from(osxsave_after)
+    );
     equal(
         "XCR0 x87 and SSE bits as the guest found it",
         XCR0_X87 | XCR0_SSE,
