@@ -359,10 +359,7 @@ fn handle_xsetbv(
         return false;
     }
     let protected = block.read(VmcbField::CR0) & 1 != 0;
-    // EVENTINJ: vector 13, type 3 (exception), error code valid (bit 11) with error code 0 in
-    // bits 63:32, valid (bit 31) (APM Vol. 2 section 15.20).
-    let error_code = if protected { 1 << 11 } else { 0 };
-    block.write(VmcbField::EVENTINJ, 13 | 3 << 8 | error_code | 1 << 31);
+    block.write(VmcbField::EVENTINJ, xsave::refused_xsetbv_event(protected));
     true
 }
 

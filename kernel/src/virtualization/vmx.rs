@@ -483,15 +483,9 @@ fn handle_xsetbv(vcpu: &mut VmxVcpu, fpu: &mut crate::fpu::Loaded) {
         vmwrite(VmcsField::GuestRip, read(VmcsField::GuestRip) + length);
         return;
     }
-    let protected = read(VmcsField::GuestCr0) & 1 != 0;
-    // Vector 13, type 3 (hardware exception), error code valid (bit 11), valid (bit 31)
-    // (SDM Vol. 3C Table 25-17).
-    let error_code = if protected { 1 << 11 } else { 0 };
-    vmwrite(
-        VmcsField::EntryInterruptionInfo,
-        13 | 3 << 8 | error_code | 1 << 31,
-    );
-    vmwrite(VmcsField::EntryExceptionErrorCode, 0);
+    let event = xsave::refused_xsetbv_event(read(VmcsField::GuestCr0) & 1 != 0);
+    vmwrite(VmcsField::EntryInterruptionInfo, event & 0xffff_ffff);
+    vmwrite(VmcsField::EntryExceptionErrorCode, event >> 32);
 }
 
 /// Before an entry: the "IA-32e mode guest" control follows the guest's EFER.LMA, which the CPU

@@ -2,6 +2,10 @@
 //! Using the XSAVE Feature Set"; Vol. 2C XSETBV): which components the host enables in its
 //! per-vCPU save areas, and which XCR0 values a guest's XSETBV may set.
 
+use sluice_abi::vcpu::{Event, Exception, ExceptionVector};
+
+use crate::state::injection_word;
+
 /// x87 state (bit 0): always set in XCR0.
 pub const X87: u64 = 1 << 0;
 /// SSE state: XMM registers and MXCSR (bit 1).
@@ -20,6 +24,17 @@ pub const AMX: u64 = (1 << 17) | (1 << 18);
 pub const KNOWN: u64 = X87 | SSE | AVX | MPX | AVX512 | PKRU | AMX;
 /// The legacy region (512 bytes) and the XSAVE header (64 bytes) every area starts with.
 pub const AREA_BASE: u32 = 576;
+
+/// The event a refused XSETBV raises, #GP(0), as an injection word (`state::injection_word`:
+/// SVM's EVENTINJ as is, VMX's entry interruption information in bits 0..32 and the error code
+/// in bits 32..64). Real mode delivers no error code, and VMX entry refuses one there (SDM Vol.
+/// 3C section 27.2.1.3).
+pub fn refused_xsetbv_event(protected_mode: bool) -> u64 {
+    let error_code = protected_mode.then_some(0);
+    // #GP takes an error code or none, so the exception always exists.
+    Exception::new(ExceptionVector::GENERAL_PROTECTION, error_code)
+        .map_or(0, |exception| injection_word(Event::Exception(exception)))
+}
 
 /// Why a guest's XSETBV is refused with #GP (SDM Vol. 2C XSETBV "Protected Mode Exceptions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +173,14 @@ mod tests {
             18 => 2816 + 8192,
             _ => return None,
         })
+    }
+
+    #[test]
+    fn a_refused_xsetbv_raises_general_protection_with_an_error_code_only_in_protected_mode() {
+        // Vector 13, type 3 (hardware exception), valid (bit 31); error code valid (bit 11),
+        // error code 0 in bits 32..64.
+        assert_eq!(refused_xsetbv_event(true), 13 | 3 << 8 | 1 << 11 | 1 << 31);
+        assert_eq!(refused_xsetbv_event(false), 13 | 3 << 8 | 1 << 31);
     }
 
     #[test]
