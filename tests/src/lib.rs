@@ -39,6 +39,19 @@ pub struct BootTest {
     pub timeout_secs: u64,
 }
 
+/// What `qemu-fpu-isolation` and `bochs-fpu-isolation` require (the same system, one CPU):
+/// both guests, whose VMM threads time-share CPU 0, keep their own seeded FPU values.
+const FPU_ISOLATION_MARKERS: &[&str] = &[
+    "init: boot info: 1 cpus",
+    "init: started vmm-server as domain vmm on cpu 0",
+    "init: started vmm-server as domain vmm-1 on cpu 0",
+    "[left] probe: ok fpu (",
+    "[right] probe: ok fpu (",
+    "[left] probe: fpu-stress passed (seed \"left\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+    "[right] probe: fpu-stress passed (seed \"right\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
+    "init: guests: 2 passed, 0 failed",
+];
+
 /// Every boot test, in the order they are reported.
 pub const BOOT_TESTS: &[BootTest] = &[
     BootTest {
@@ -197,16 +210,7 @@ pub const BOOT_TESTS: &[BootTest] = &[
         cmdline: "",
         expect: Expect::CleanShutdown,
         cpus: Some(1),
-        markers: &[
-            "init: boot info: 1 cpus",
-            "init: started vmm-server as domain vmm on cpu 0",
-            "init: started vmm-server as domain vmm-1 on cpu 0",
-            "[left] probe: ok fpu (",
-            "[right] probe: ok fpu (",
-            "[left] probe: fpu-stress passed (seed \"left\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
-            "[right] probe: fpu-stress passed (seed \"right\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
-            "init: guests: 2 passed, 0 failed",
-        ],
+        markers: FPU_ISOLATION_MARKERS,
         timeout_secs: 120,
     },
     BootTest {
@@ -217,16 +221,7 @@ pub const BOOT_TESTS: &[BootTest] = &[
         cmdline: "",
         expect: Expect::CleanShutdown,
         cpus: Some(1),
-        markers: &[
-            "init: boot info: 1 cpus",
-            "init: started vmm-server as domain vmm on cpu 0",
-            "init: started vmm-server as domain vmm-1 on cpu 0",
-            "[left] probe: ok fpu (",
-            "[right] probe: ok fpu (",
-            "[left] probe: fpu-stress passed (seed \"left\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
-            "[right] probe: fpu-stress passed (seed \"right\": xmm0-15, mxcsr, fcw kept across 200000 cpuid exits",
-            "init: guests: 2 passed, 0 failed",
-        ],
+        markers: FPU_ISOLATION_MARKERS,
         timeout_secs: 240,
     },
     BootTest {
