@@ -17,7 +17,7 @@ use object::{Object, ObjectSymbol, SymbolKind};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The function whose entry marks one round trip.
@@ -203,30 +203,21 @@ pub fn run(timeout: u64) -> Result<bool, String> {
         cmdline: format!("{} init.bench", Emulator::Bochs.exit_flag()),
         output: dir.join("sluice.iso"),
     })?;
-    let machine = plan.machine(&dir)?;
-    let config = run::bochs_config(
-        &iso,
-        &dir.join("serial.txt"),
-        &dir.join("bochs.log"),
-        machine.memory_mib.clamp(32, 2048),
-        1,
-    );
-    std::fs::write(dir.join("bochsrc"), config)
-        .map_err(|e| format!("cannot write bochsrc: {e}"))?;
+    let mut machine = plan.machine(&dir)?;
+    // One CPU: the trace's lines are CPU 0's, and the round trip stays on it.
+    machine.set_cpus(1)?;
     let mut script = format!("lb {run_entry:#x}\n");
     script.push_str(&"c\n".repeat(SKIPPED_RUNS));
     script.push_str("trace on\ns 200000\nquit\n");
-    std::fs::write(dir.join("debugger.rc"), script)
-        .map_err(|e| format!("cannot write debugger.rc: {e}"))?;
+    let mut command = run::bochs_command(&dir, &iso, &dir.join("serial.txt"), &machine, &script)?;
     let output_path = dir.join("trace.txt");
     let output = std::fs::File::create(&output_path).map_err(|e| e.to_string())?;
     eprintln!(
         "xtask: tracing one VM exit round trip under Bochs (stops at {RUN_ENTRY} {run_entry:#x}; trace in {})",
         output_path.display()
     );
-    let mut child = Command::new("bochs")
+    let mut child = command
         .current_dir(&dir)
-        .args(["-q", "-f", "bochsrc", "-rc", "debugger.rc"])
         .stdin(Stdio::null())
         .stdout(output.try_clone().map_err(|e| e.to_string())?)
         .stderr(output)

@@ -161,11 +161,14 @@ pub fn bochs_config(iso: &Path, serial: &Path, log: &Path, memory_mib: u64, cpus
     )
 }
 
-fn bochs_command(
+/// The Bochs command for `iso` on `machine`, with its configuration and the debugger script
+/// `debugger` (`c` alone just runs) written into `dir`.
+pub fn bochs_command(
     dir: &Path,
     iso: &Path,
     serial: &Path,
     machine: &Machine,
+    debugger: &str,
 ) -> Result<Command, String> {
     // Bochs caps at a few GiB and needs no more for its tests.
     let memory = machine.memory_mib.clamp(32, 2048);
@@ -178,7 +181,7 @@ fn bochs_command(
     );
     let config_path = dir.join("bochsrc");
     std::fs::write(&config_path, config).map_err(|e| format!("cannot write bochsrc: {e}"))?;
-    std::fs::write(dir.join("debugger.rc"), "c\n")
+    std::fs::write(dir.join("debugger.rc"), debugger)
         .map_err(|e| format!("cannot write debugger.rc: {e}"))?;
     let mut command = Command::new("bochs");
     command
@@ -203,7 +206,7 @@ pub fn run(iso: &Path, machine: &Machine, options: &RunOptions) -> Result<RunOut
         .map_err(|e| format!("cannot create {}: {e}", serial_path.display()))?;
     let mut command = match options.emulator {
         Emulator::Qemu | Emulator::Kvm => qemu_command(iso, &serial_path, machine, options),
-        Emulator::Bochs => bochs_command(dir, iso, &serial_path, machine)?,
+        Emulator::Bochs => bochs_command(dir, iso, &serial_path, machine, "c\n")?,
     };
     let stdout = std::fs::File::create(dir.join("emulator.out")).map_err(|e| e.to_string())?;
     let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
